@@ -1,0 +1,258 @@
+"""One checkpoint format, and one loader that also reads official DeiT III and timm checkpoints.
+
+Our format is a plain `torch.save` dict that loads with `weights_only=True`:
+    {'format': 'cosub', 'version': 1, 'model_name': str, 'model': state_dict, ...training state...}
+A backbone-only export has the same layout without the classifier head and training state
+(`python -m backbones.export_backbone`), or is a `.safetensors` file.
+
+Safety: files are read with `torch.load(weights_only=True)` (plus a small allowlist of plain data types that
+old checkpoints carry: argparse.Namespace, numpy scalars and arrays) or with safetensors. A file that needs any
+other pickled global is refused with a clear error, unless the caller passes `allow_pickle=True`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import pickle
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+FORMAT, VERSION = 'cosub', 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit; the message names the file and what was expected."""
+
+
+# -- reading and writing files ---------------------------------------------------------------------------------
+def _numpy_data_globals() -> list:
+    core = getattr(np, '_core', None) or np.core
+    types = [np.ndarray, np.dtype, core.multiarray.scalar, core.multiarray._reconstruct]
+    types += [type(np.dtype(t)) for t in ('b', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'u8', 'f2', 'f4', 'f8')]
+    return types
+
+
+# Plain data containers found in published checkpoints (the official DeiT ones store `args` and numpy
+# scalars). Unpickling them sets attributes or builds arrays; it cannot call arbitrary code.
+SAFE_GLOBALS = [argparse.Namespace] + _numpy_data_globals()
+
+
+def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_location: Any = 'cpu') -> Any:
+    """Read a `.pth`/`.pt`/`.bin` (torch) or `.safetensors` file without executing pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'{path}: no such checkpoint file')
+    if path.suffix == '.safetensors':
+        from safetensors.torch import load_file as load_safetensors
+        try:
+            return load_safetensors(str(path), device=str(map_location))
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointError(f'{path}: not a readable safetensors file ({e})') from None
+    try:
+        if allow_pickle:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r'GLOBAL (\S+)', str(e))
+        what = f'the pickled global {found.group(1)}' if found else 'pickled code'
+        raise CheckpointError(f'{path}: refused to load, the file needs {what}; weights-only loading allows '
+                              'tensors and plain data. If you trust this file, pass allow_pickle=True '
+                              '(--allow-pickle on the command line)') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f'{path}: not a readable torch checkpoint ({str(e).splitlines()[0]})') from None
+
+
+def save_file(obj: Any, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`.
+
+    A crash at any point leaves either the previous file or the new one, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            if path.suffix == '.safetensors':
+                from safetensors.torch import save as save_safetensors
+                f.write(save_safetensors({k: v.contiguous() for k, v in obj.items()}))
+            else:
+                torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable
+            dir_fd = os.open(path.parent, os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# -- state dict conversion -------------------------------------------------------------------------------------
+_STATE_KEYS = ('model', 'state_dict', 'model_ema', 'module', 'net')
+_PREFIXES = ('module.', '_orig_mod.', 'backbone.', 'model.', 'encoder.')
+_OFFICIAL_RENAMES = [(re.compile(r'\.gamma_1$'), '.ls1.gamma'), (re.compile(r'\.gamma_2$'), '.ls2.gamma')]
+
+
+def extract_state_dict(ckpt: Any, source: str = 'checkpoint') -> Dict[str, Tensor]:
+    """The weights inside a loaded checkpoint: under 'model' / 'state_dict' / ..., or the dict itself."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{source}: expected a dict of weights, found {type(ckpt).__name__}')
+    for key in _STATE_KEYS:
+        if isinstance(ckpt.get(key), dict):
+            ckpt = ckpt[key]
+            break
+    tensors = {k: v for k, v in ckpt.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise CheckpointError(f'{source}: no weights found; expected tensors at the top level or under one of '
+                              f'the keys {list(_STATE_KEYS)}, found keys {list(ckpt)[:8]}')
+    return tensors
+
+
+def _strip_prefixes(sd: Dict[str, Tensor], model_keys: set) -> Dict[str, Tensor]:
+    """Remove wrapper prefixes (DDP `module.`, compile `_orig_mod.`, MMSeg `backbone.`) the model lacks."""
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if any(k.startswith(prefix) for k in model_keys):
+                continue
+            if sum(k.startswith(prefix) for k in sd) > len(sd) // 2:
+                sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+                changed = True
+    return sd
+
+
+def _grid(n: int) -> Optional[int]:
+    side = math.isqrt(n)
+    return side if side * side == n else None
+
+
+def _adapt_pos_embed(sd: Dict[str, Tensor], model: nn.Module, notes: List[str]) -> None:
+    """Fit a checkpoint's `pos_embed` to the model: drop a class-token slot, interpolate the grid."""
+    from timm.layers import resample_abs_pos_embed
+    pos, target = sd.get('pos_embed'), getattr(model, 'pos_embed', None)
+    if pos is None or not isinstance(target, Tensor) or pos.shape == target.shape or pos.ndim != 3:
+        return
+    n, m = pos.shape[1], target.shape[1]
+    grid_size = getattr(getattr(model, 'patch_embed', None), 'grid_size', None)
+    prefix_model = 0 if grid_size is not None and m == grid_size[0] * grid_size[1] else m - (_grid(m) or 0) ** 2
+    if _grid(n - prefix_model) is None and prefix_model == 0 and _grid(n - 1) and 'cls_token' in sd:
+        # A timm/mmseg ViT keeps a position for the class token; ours adds none to it. Folding that position
+        # into cls_token gives exactly the same activations.
+        sd['cls_token'] = sd['cls_token'] + pos[:, :1]
+        pos = pos[:, 1:]
+        notes.append('pos_embed: class-token slot folded into cls_token')
+    old = _grid(pos.shape[1] - prefix_model)
+    new = tuple(grid_size) if grid_size is not None else ((_grid(m - prefix_model),) * 2)
+    if old is None or None in new:
+        return
+    if (old, old) != tuple(new):
+        pos = resample_abs_pos_embed(pos, list(new), [old, old], num_prefix_tokens=prefix_model)
+        notes.append(f'pos_embed: interpolated from a {old}x{old} to a {new[0]}x{new[1]} grid')
+    sd['pos_embed'] = pos
+
+
+def convert_state_dict(sd: Dict[str, Tensor], model: nn.Module, notes: Optional[List[str]] = None
+                       ) -> Dict[str, Tensor]:
+    """Map official DeiT III / timm / wrapped checkpoints onto `model`'s parameter names and shapes."""
+    notes = [] if notes is None else notes
+    own = model.state_dict()
+    sd = _strip_prefixes(dict(sd), set(own))
+    renamed = {}
+    for k, v in sd.items():
+        new = k
+        for pattern, repl in _OFFICIAL_RENAMES:
+            new = pattern.sub(repl, new)
+        renamed[new] = v
+    if renamed.keys() != sd.keys():
+        notes.append('official DeiT III names (gamma_1/gamma_2) mapped to ls1.gamma/ls2.gamma')
+    sd = renamed
+    if not hasattr(model, 'layer_id'):  # a timm architecture: its own filter reads its official releases
+        filter_fn = getattr(sys.modules.get(type(model).__module__), 'checkpoint_filter_fn', None)
+        if filter_fn is not None:
+            try:
+                sd = filter_fn(sd, model)
+            except Exception as e:  # a filter meant for another release layout; keep the dict as it is
+                logger.debug('timm checkpoint filter skipped: %s', e)
+    _adapt_pos_embed(sd, model, notes)
+    return sd
+
+
+@dataclass
+class LoadReport:
+    path: str
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        def show(keys: List[str]) -> str:
+            return ', '.join(keys[:6]) + (f' (+{len(keys) - 6} more)' if len(keys) > 6 else '')
+        parts = [f'loaded {self.path}']
+        if self.notes:
+            parts.append('; '.join(self.notes))
+        if self.mismatched:
+            parts.append(f'{len(self.mismatched)} skipped for shape: {show(self.mismatched)}')
+        if self.missing:
+            parts.append(f'{len(self.missing)} missing (kept at init): {show(self.missing)}')
+        if self.unexpected:
+            parts.append(f'{len(self.unexpected)} unexpected (ignored): {show(self.unexpected)}')
+        if self.ok:
+            parts.append('all keys matched')
+        return ' | '.join(parts)
+
+
+HEAD_KEYS = re.compile(r'^(head|fc|classifier|head\.fc|last_linear)\.(weight|bias)$')
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool = False,
+                    allow_pickle: bool = False) -> LoadReport:
+    """Load weights from our checkpoints, official DeiT III files or timm state dicts (.pth / .safetensors).
+
+    Position embeddings are interpolated to the model's size; a classifier head of another size is left at its
+    initialisation (reported). With `strict=True` any missing or unexpected key raises CheckpointError.
+    """
+    sd = extract_state_dict(load_file(path, allow_pickle=allow_pickle), str(path))
+    report = LoadReport(str(path))
+    sd = convert_state_dict(sd, model, report.notes)
+    own, replaced = model.state_dict(), set()
+    for k in list(sd):
+        if k in own and sd[k].shape != own[k].shape:
+            if HEAD_KEYS.match(k):
+                replaced.add(k)
+                report.notes.append(f'classifier {k} replaced: checkpoint {tuple(sd[k].shape)}, '
+                                    f'model {tuple(own[k].shape)}')
+            else:
+                report.mismatched.append(f'{k} {tuple(sd[k].shape)}->{tuple(own[k].shape)}')
+            del sd[k]
+    result = model.load_state_dict(sd, strict=False)
+    report.missing = [k for k in result.missing_keys if k not in replaced]
+    report.unexpected = list(result.unexpected_keys)
+    if strict and not report.ok:
+        raise CheckpointError(str(report))
+    logger.info('%s', report)
+    return report

@@ -1,0 +1,195 @@
+"""DeiT III Vision Transformers (ViT-T/S/M/B/L/H), with efficient stochastic depth in every block.
+
+Structure as in DeiT III: LayerScale on both branches, a position embedding without a class-token slot (added
+to the patches before the class token is prepended), qkv bias, LayerNorm eps 1e-6, fused attention. Parameter
+names follow timm's `deit3_*` models, so their state dicts load as they are; the official DeiT III names
+(`gamma_1`/`gamma_2`) are mapped by `backbones.checkpoint`. Any input size works: the position embedding is
+interpolated to the patch grid of the input (fine-tuning at another resolution, segmentation crops).
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from timm.layers import LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from torch import Tensor, nn
+
+from .esd import StochasticDepthBlock
+from .factory import register_model
+
+LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'embed_dim={dim} is not divisible by num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class Block(StochasticDepthBlock):
+    """Pre-norm transformer block; each of its two residual branches has its own stochastic depth draw."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 init_values: Optional[float] = 1e-4):
+        super().__init__()
+        self.norm1 = LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
+        self.norm2 = LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
+
+    def attn_branch(self, x: Tensor) -> Tensor:
+        return self.ls1(self.attn(self.norm1(x)))
+
+    def mlp_branch(self, x: Tensor) -> Tensor:
+        return self.ls2(self.mlp(self.norm2(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.residual(x, self.attn_branch)
+        return self.residual(x, self.mlp_branch)
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, img_size: int | Tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
+                 num_classes: int = 1000, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, init_values: Optional[float] = 1e-4,
+                 global_pool: str = 'token'):
+        super().__init__()
+        if global_pool not in ('token', 'avg'):
+            raise ValueError(f"global_pool={global_pool!r}: expected 'token' or 'avg'")
+        self.num_classes, self.embed_dim, self.depth, self.global_pool = num_classes, embed_dim, depth, global_pool
+        self.num_features = embed_dim
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, output_fmt='NHWC',
+                                      strict_img_size=False)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim))
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, init_values) for _ in range(depth))
+        self.norm = LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        self.apply(_init_weights)
+
+    # -- embedding -------------------------------------------------------------------------------------------
+    @property
+    def patch_size(self) -> Tuple[int, int]:
+        return self.patch_embed.patch_size
+
+    def _pos_embed(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) patches -> (B, 1 + HW, C) tokens, interpolating pos_embed when the grid differs."""
+        B, H, W, C = x.shape
+        pos = self.pos_embed
+        if (H, W) != tuple(self.patch_embed.grid_size):
+            pos = resample_abs_pos_embed(pos, [H, W], list(self.patch_embed.grid_size), num_prefix_tokens=0)
+        x = x.reshape(B, H * W, C) + pos
+        return torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self._pos_embed(self.patch_embed(x))
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = x[:, 1:].mean(dim=1) if self.global_pool == 'avg' else x[:, 0]
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_intermediate_layers(self, x: Tensor, indices: Sequence[int], norm: bool = False) -> List[Tensor]:
+        """Patch features after the given blocks (0-based), as (B, C, H, W) maps, for dense prediction."""
+        x = self.patch_embed(x)
+        B, H, W, _ = x.shape
+        x = self._pos_embed(x)
+        wanted, outs = set(indices), {}
+        for i, block in enumerate(self.blocks[:max(indices) + 1]):
+            x = block(x)
+            if i in wanted:
+                y = self.norm(x) if norm else x
+                outs[i] = y[:, 1:].transpose(1, 2).reshape(B, -1, H, W)
+        return [outs[i] for i in indices]
+
+    # -- training helpers ------------------------------------------------------------------------------------
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if num_classes > 0:
+            _init_weights(self.head)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return {'pos_embed', 'cls_token'}
+
+    def layer_id(self, name: str) -> int:
+        """Layer index for layer-wise LR decay: 0 embeddings, i + 1 for block i, depth + 1 final norm and head."""
+        name = name.removeprefix('module.')
+        if name.startswith(('cls_token', 'pos_embed', 'patch_embed')):
+            return 0
+        if name.startswith('blocks.'):
+            return int(name.split('.')[1]) + 1
+        return self.depth + 1
+
+    @property
+    def num_layers(self) -> int:
+        return self.depth + 2
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:  # timm's interface (timm.optim layer decay)
+        return dict(stem=r'^cls_token|pos_embed|patch_embed',
+                    blocks=[(r'^blocks\.(\d+)', None), (r'^norm', (99999,))])
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+# name: (embed_dim, depth, num_heads, patch_size). Widths/depths/heads of DeiT III (vit_t as DeiT-Ti).
+VIT_ARCHS = {
+    'vit_t': (192, 12, 3, 16),
+    'vit_s': (384, 12, 6, 16),
+    'vit_m': (512, 12, 8, 16),
+    'vit_b': (768, 12, 12, 16),
+    'vit_l': (1024, 24, 16, 16),
+    'vit_h': (1280, 32, 16, 14),
+}
+
+
+def _make(name: str):
+    embed_dim, depth, num_heads, patch_size = VIT_ARCHS[name]
+
+    def build(**kwargs) -> VisionTransformer:
+        args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size)
+        args.update(kwargs)
+        return VisionTransformer(**args)
+
+    build.__name__ = name
+    build.__doc__ = f'DeiT III {name}: {embed_dim} wide, {depth} deep, {num_heads} heads, patch {patch_size}.'
+    return register_model(build)
+
+
+for _name in VIT_ARCHS:
+    _make(_name)

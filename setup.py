@@ -1,0 +1,47 @@
+"""Dependencies live here (not in pyproject.toml) for one reason: mmcv.
+
+mmsegmentation needs `mmcv`. By default we install the pure-Python `mmcv-lite` (nothing compiles;
+segmentation/compat.py provides the few ops UperNet needs). But `mmcv-lite` and a full `mmcv` install the
+same `mmcv/` folder, so installing the lite one over a full one would overwrite its files. When a full mmcv
+distribution is already installed in the target environment, we depend on it instead and leave it alone.
+"""
+import sysconfig
+from pathlib import Path
+
+from setuptools import setup
+
+
+def full_mmcv_installed() -> bool:
+    # Build isolation hides the target's packages from `import`, but not from the file system.
+    for key in ('purelib', 'platlib'):
+        site = Path(sysconfig.get_paths()[key])
+        if any(site.glob('mmcv-*.dist-info')) or any(site.glob('mmcv-*.egg-info')):
+            return True
+    return False
+
+
+MMCV = 'mmcv>=2.0.0rc4,<2.2.0' if full_mmcv_installed() else 'mmcv-lite>=2.0.0rc4,<2.2.0'
+
+setup(install_requires=[
+    # A range, not a pin: a GPU machine keeps the torch it already has (e.g. 2.11); CPU-only machines
+    # get the CUDA 2.14 build, which runs fine without a GPU (REFERENCE section 1).
+    'torch>=2.4',
+    'torchvision>=0.19',
+    'timm>=1.0.9',
+    'safetensors>=0.4',
+    'numpy',
+    'scipy',  # .mat readers (Flowers-102, Stanford Cars)
+    'pillow',
+    'tqdm',
+    'matplotlib',
+    'tensorboard',
+    'scikit-learn',  # the demo's digits dataset ships inside it
+    # mmsegmentation does not declare mmcv/mmengine; we do.
+    'mmengine>=0.10.4,<0.11',
+    MMCV,
+    'mmsegmentation==1.2.2',
+    'openmim>=0.3.9',
+    'ftfy',  # imported by mmseg's model package
+    'regex',
+    'setuptools<82',  # mim and mmengine's `mmseg::` config bases need pkg_resources
+])
