@@ -67,10 +67,13 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r'GLOBAL (\S+)', str(e))
-        what = f'the pickled global {found.group(1)}' if found else 'pickled code'
-        raise CheckpointError(f'{path}: refused to load, the file needs {what}; weights-only loading allows '
-                              'tensors and plain data. If you trust this file, pass allow_pickle=True '
-                              '(--allow-pickle on the command line)') from None
+        if not found:  # not a pickle at all, or a damaged one
+            detail = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
+            raise CheckpointError(f'{path}: not a readable torch checkpoint '
+                                  f'({detail.group(1).strip() if detail else "damaged pickle"})') from None
+        raise CheckpointError(f'{path}: refused to load, the file needs the pickled global {found.group(1)}; '
+                              'weights-only loading allows tensors and plain data. If you trust this file, pass '
+                              'allow_pickle=True (--allow-pickle on the command line)') from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f'{path}: not a readable torch checkpoint ({str(e).splitlines()[0]})') from None
 

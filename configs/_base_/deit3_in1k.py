@@ -1,0 +1,47 @@
+# DeiT III recipe on ImageNet-1k with the cosub supplement's changes (appendix A.1): LAMB, BCE, 3-Augment
+# with RandomResizedCrop, mixup 0.8 + cutmix 1.0, repeated augmentation, weight decay 0.02, cosub lambda 0.5.
+model = dict(
+    name='vit_b',
+    num_classes=None,            # taken from the data
+    drop_path_rate=0.2,          # tau, per model size (supplement Table A.1)
+    drop_path_mode='esd',        # efficient stochastic depth; 'mask' = timm-style masking
+    drop_path_schedule='uniform',
+)
+input_size = 224
+data = dict(
+    type='imagenet',
+    path='data/imagenet',        # <path>/train/<wnid>/*.JPEG, <path>/val/<wnid>/*.JPEG
+    train_split='train',
+    val_split='val',
+    v2_path=None,                # ImageNet-v2 folder (class folders 0..999), evaluated when given
+    real_path=None,              # ImageNet-ReaL real.json, evaluated on val when given
+    index_cache=None,            # folder for the cached file index (default ~/.cache/cosub)
+    num_workers=10,
+    repeated_aug=3,
+    train_transform=dict(crop='rrc', rrc_scale=(0.08, 1.0), hflip=0.5, three_augment=True, color_jitter=0.3),
+    eval_crop_ratio=1.0,
+    max_bad_fraction=0.001,      # unreadable images are skipped and counted; above this share the run stops
+)
+mixup = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode='batch')
+loss = dict(type='bce', label_smoothing=0.0)
+cosub = dict(enabled=True, num_submodels=2, lam=0.5, soft=True)
+optimizer = dict(
+    type='lamb',
+    lr=None,                     # None: base_lr * sqrt(batch_size / base_batch_size)  (eq. A.1)
+    base_lr=1e-3,
+    base_batch_size=2048,
+    weight_decay=0.02,
+    clip_grad=1.0,
+    layer_decay=None,
+)
+schedule = dict(sched='cosine', warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5)
+epochs = 800
+batch_size = 2048                # global; kept on any number of GPUs
+micro_batch_size = None          # per device and step; None = batch_size / number of GPUs
+eval_batch_size = None
+train = dict(amp='bf16', compile=False, checkpoint_interval=1, checkpoint_steps=0, eval_interval=1, save_best=True)
+seed = 0
+device = 'auto'
+output_dir = None                # default: outputs/<config name>
+resume = None
+finetune = None

@@ -1,0 +1,3 @@
+# ViT-B trained from scratch on ImageNet-1k with cosub (DeiT III recipe, tau from Table A.1).
+_base_ = ['./_base_/deit3_in1k.py']
+model = dict(name='vit_b', drop_path_rate=0.2)

@@ -1,0 +1,5 @@
+# ViT-L: fine-tune the ImageNet-21k model on ImageNet-1k with LayerDecay 0.8 (Table A.1).
+# python pretrain/train.py --cfg vit_l_ft_in1k --finetune <output of vit_l_in21k>/checkpoint.pth
+_base_ = ['./_base_/finetune_in1k.py']
+model = dict(name='vit_l', drop_path_rate=0.45)
+optimizer = dict(layer_decay=0.8)

@@ -1,0 +1,213 @@
+"""Real training steps on a generated ImageNet folder: cosub and baseline paths, exact resume, 2 processes
+against 1, and the bad inputs that must give one clear line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import backbones
+from pretrain import engine
+from pretrain.config import find_config, load_config, parse
+from pretrain.train import main
+
+from conftest import ROOT, write_image
+
+TINY = ['model.name=vit_t', 'model.embed_dim=32', 'model.depth=2', 'model.num_heads=2', 'model.patch_size=8',
+        'model.drop_path_rate=0.25', 'data.num_workers=0', 'optimizer.lr=1e-3']
+
+
+def args(data, out, *extra, epochs=2, batch=8, options=()):
+    return ['--cfg', 'vit_s', '--data-path', str(data), '--output-dir', str(out), '--epochs', str(epochs),
+            '--batch-size', str(batch), '--input-size', '32', *extra, '--cfg-options', *TINY, *options]
+
+
+def weights(path):
+    return backbones.load_file(path)['model']
+
+
+def assert_same_weights(a, b, exact=True):
+    assert a.keys() == b.keys()
+    for k in a:
+        ok = torch.equal(a[k], b[k]) if exact else torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4)
+        assert ok, f'{k} differs'
+
+
+def test_cosub_training_runs_and_logs(imagenet_dir, tmp_path):
+    cfg = parse(args(imagenet_dir, tmp_path))
+    trainer = engine.Trainer(cfg)
+    seen = []
+    trainer.model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]) if m.training else None)
+    record = trainer.fit()
+    assert set(seen) == {16}  # 8 images x 2 submodels in one forward pass
+    log = [json.loads(line) for line in (tmp_path / 'log.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in log] == [0, 1]
+    assert all({'epoch', 'train_loss', 'val_top1', 'val_top5'} <= r.keys() for r in log)
+    assert record['val_n'] == 8 and 0 <= record['val_top1'] <= 100
+    ckpt = backbones.load_file(tmp_path / 'checkpoint.pth')  # weights_only=True
+    assert ckpt['epoch'] == 2 and ckpt['config']['cosub']['enabled']
+    for name in ('training_curves.png', 'config.py', 'train.log', 'checkpoint_best.pth'):
+        assert (tmp_path / name).is_file(), name
+    assert any((tmp_path / 'tensorboard').iterdir())
+
+
+def test_baseline_path_sees_each_image_once(imagenet_dir, tmp_path):
+    cfg = parse(args(imagenet_dir, tmp_path, '--no-cosub', epochs=1))
+    trainer = engine.Trainer(cfg)
+    seen = []
+    trainer.model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]) if m.training else None)
+    trainer.fit()
+    assert set(seen) == {8}
+
+
+def test_resume_after_interruption_is_exact(imagenet_dir, tmp_path, monkeypatch):
+    straight, broken = tmp_path / 'straight', tmp_path / 'broken'
+    main(args(imagenet_dir, straight, epochs=3))
+
+    real_epoch = engine.Trainer.train_one_epoch
+    def crash_in_second_epoch(self):  # noqa: E306
+        if self.epoch == 1:
+            raise KeyboardInterrupt('node preempted')
+        return real_epoch(self)
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(engine.Trainer, 'train_one_epoch', crash_in_second_epoch)
+        main(args(imagenet_dir, broken, epochs=3))
+    main(args(imagenet_dir, broken, '--resume', epochs=3))
+    assert_same_weights(weights(straight / 'checkpoint.pth'), weights(broken / 'checkpoint.pth'))
+    assert [json.loads(x)['epoch'] for x in (broken / 'log.jsonl').read_text().splitlines()] == [0, 1, 2]
+
+
+def test_resume_mid_epoch_is_exact(imagenet_dir, tmp_path, monkeypatch):
+    straight, broken = tmp_path / 'straight', tmp_path / 'broken'
+    options = ('train.checkpoint_steps=1',)
+    main(args(imagenet_dir, straight, epochs=2, options=options))
+    saves = []
+    real_save = engine.Trainer.save_checkpoint
+    def crash_after_second_save(self, *a):  # noqa: E306
+        real_save(self, *a)
+        saves.append(self.step_in_epoch)
+        if len(saves) == 2:  # two of the epoch's four steps done
+            raise KeyboardInterrupt
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(engine.Trainer, 'save_checkpoint', crash_after_second_save)
+        main(args(imagenet_dir, broken, epochs=2, options=options))
+    assert backbones.load_file(broken / 'checkpoint.pth')['step_in_epoch'] == 2
+    main(args(imagenet_dir, broken, '--resume', str(broken / 'checkpoint.pth'), epochs=2, options=options))
+    assert_same_weights(weights(straight / 'checkpoint.pth'), weights(broken / 'checkpoint.pth'))
+
+
+def test_two_processes_equal_one_on_the_same_global_batch(imagenet_dir, tmp_path):
+    # Deterministic model (no drop path, no mixup) so that only the data split across ranks differs.
+    options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0']
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
+    one = args(imagenet_dir, tmp_path / 'one', epochs=1, options=options)
+    two = args(imagenet_dir, tmp_path / 'two', epochs=1, options=options)
+    accum = args(imagenet_dir, tmp_path / 'accum', epochs=1, options=options + ['micro_batch_size=4'])
+    subprocess.run([sys.executable, 'pretrain/train.py', *one], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, 'pretrain/train.py', *accum], cwd=ROOT, env=env, check=True, capture_output=True)
+    run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                          'pretrain/train.py', *two], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    ref = weights(tmp_path / 'one' / 'checkpoint.pth')
+    assert_same_weights(ref, weights(tmp_path / 'two' / 'checkpoint.pth'), exact=False)
+    assert_same_weights(ref, weights(tmp_path / 'accum' / 'checkpoint.pth'), exact=False)
+    assert len(backbones.load_file(tmp_path / 'two' / 'checkpoint.pth')['rng']) == 2
+
+
+def test_eval_only_with_v2_and_real(imagenet_dir, tmp_path):
+    main(args(imagenet_dir, tmp_path / 'run', epochs=1))
+    v2 = tmp_path / 'v2'
+    import numpy as np
+    rng = np.random.default_rng(1)
+    for c in range(4):
+        write_image(v2 / str(c) / f'{c}.jpeg', rng, label=c)
+    real = [[0], [], [1, 2], [1], [2], [2], [3], [3]]  # val images 1..8; an empty list is left out
+    (tmp_path / 'real.json').write_text(json.dumps(real))
+    record = main(args(imagenet_dir, tmp_path / 'run', '--eval', '--resume', epochs=1,
+                       options=(f'data.v2_path={v2}', f'data.real_path={tmp_path / "real.json"}')))
+    assert record['val_n'] == 8 and record['v2_n'] == 4 and 0 <= record['real_top1'] <= 100
+    assert json.loads((tmp_path / 'run' / 'eval.json').read_text())['v2_n'] == 4
+
+
+def test_index_is_cached(imagenet_dir, tmp_path, monkeypatch):
+    from pretrain import data
+    first = data.FolderIndex(imagenet_dir / 'train')
+    monkeypatch.setattr(data.FolderIndex, '_scan', lambda *a: pytest.fail('listed the folder again'))
+    second = data.FolderIndex(imagenet_dir / 'train')
+    assert len(second) == len(first) == 32 and second.relpath(5) == first.relpath(5)
+
+
+def test_sampler_covers_same_global_batches_for_any_world_size():
+    from pretrain.data import GlobalOrderSampler
+    one = list(GlobalOrderSampler(40, seed=3, repeats=3, global_batch=8))
+    ranks = [list(GlobalOrderSampler(40, rank=r, world_size=4, seed=3, repeats=3, global_batch=8)) for r in range(4)]
+    for step in range(5):
+        per_rank = [x for r in ranks for x in r[step * 2:(step + 1) * 2]]
+        assert sorted(per_rank) == sorted(one[step * 8:(step + 1) * 8])
+    images = [i for i, _ in one]
+    assert images[0] == images[1] == images[2]  # repeated augmentation: the same image three times in a row
+    assert len({s for _, s in one}) == 40  # but each copy gets its own augmentation seed
+
+
+# -- bad inputs: one clear line ---------------------------------------------------------------------------------
+def run_error(argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return str(e.value.code)
+
+
+def test_missing_and_empty_data_folder(tmp_path):
+    msg = run_error(args(tmp_path / 'nowhere', tmp_path / 'o'))
+    assert 'nowhere: no such folder' in msg and '\n' not in msg
+    (tmp_path / 'empty' / 'train').mkdir(parents=True)
+    assert 'no class sub-folders' in run_error(args(tmp_path / 'empty', tmp_path / 'o'))
+
+
+def test_corrupt_images_are_skipped_and_counted(imagenet_dir, tmp_path):
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(imagenet_dir, data)
+    bad = data / 'train' / 'n10000001' / 'n10000001_3.JPEG'
+    bad.write_bytes(b'\xff\xd8 truncated jpeg')
+    with pytest.warns(UserWarning, match='skipping unreadable image'):
+        main(args(data, tmp_path / 'skip', epochs=1, options=('data.max_bad_fraction=0.5', 'data.repeated_aug=1')))
+    log = json.loads((tmp_path / 'skip' / 'log.jsonl').read_text().splitlines()[0])
+    assert log['bad_images'] >= 1
+    bad2 = data / 'train' / 'n10000002' / 'n10000002_3.JPEG'
+    bad2.write_bytes(b'')
+    msg = run_error(args(data, tmp_path / 'stop', epochs=1, options=('data.max_bad_fraction=0.0', 'data.repeated_aug=1')))
+    assert 'unreadable images' in msg and '.JPEG' in msg
+
+
+def test_bad_rate_and_small_batch(imagenet_dir, tmp_path):
+    assert 'drop_path_rate=1.0: expected a drop rate in [0, 1)' in run_error(
+        args(imagenet_dir, tmp_path, options=('model.drop_path_rate=1.0',)))
+    msg = run_error(args(imagenet_dir, tmp_path, batch=2, options=('model.drop_path_rate=0.05',
+                                                                   'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0')))
+    assert 'per-device batch of 4 samples' in msg and 'at least' in msg
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(imagenet_dir, tmp_path, monkeypatch):
+    out = tmp_path / 'run'
+    real_loss = engine.Trainer._loss
+    def explode(self, logits, targets):  # noqa: E306
+        loss = real_loss(self, logits, targets)
+        return loss * float('nan') if self.epoch == 1 else loss
+    monkeypatch.setattr(engine.Trainer, '_loss', explode)
+    msg = run_error(args(imagenet_dir, out, epochs=2))
+    assert 'non-finite loss' in msg and 'checkpoint.pth' in msg
+    ckpt = backbones.load_file(out / 'checkpoint.pth')
+    assert ckpt['epoch'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+def test_all_size_configs_load():
+    for name in ('vit_s', 'vit_m', 'vit_b', 'vit_l', 'vit_h'):
+        for suffix in ('', '_in21k', '_ft_in1k'):
+            cfg = load_config(find_config(name + suffix))
+            assert cfg.model.name == name and 0 <= cfg.model.drop_path_rate < 1
+    assert load_config(find_config('vit_l')).model.drop_path_rate == 0.45
+    assert load_config(find_config('vit_l_in21k')).loss.type == 'ce'
+    assert load_config(find_config('vit_l_ft_in1k')).optimizer.layer_decay == 0.8
