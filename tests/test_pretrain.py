@@ -211,3 +211,17 @@ def test_all_size_configs_load():
     assert load_config(find_config('vit_l')).model.drop_path_rate == 0.45
     assert load_config(find_config('vit_l_in21k')).loss.type == 'ce'
     assert load_config(find_config('vit_l_ft_in1k')).optimizer.layer_decay == 0.8
+
+
+def test_submodel_analysis_table_and_plots(imagenet_dir, tmp_path):
+    from pretrain import analysis
+    main(args(imagenet_dir, tmp_path / 'run', epochs=1, options=('model.depth=4',)))
+    out = tmp_path / 'analysis'
+    results = analysis.main([str(tmp_path / 'run' / 'checkpoint.pth'), '--labels', 'cosub', '--output-dir', str(out),
+                             '--draws', '2', '--min-blocks', '1', '--num-workers', '0', '--device', 'cpu'])
+    r = results['cosub']
+    assert sorted(r['blocks_kept']) == [1, 2, 3, 4] and r['blocks_kept'][4] == r['full']
+    assert len(r['one_removed']) == 4
+    for name in ('submodels.md', 'submodels.json', 'submodels.png', 'block_ablation.png'):
+        assert (out / name).is_file(), name
+    assert '| blocks kept | cosub |' in (out / 'submodels.md').read_text()
