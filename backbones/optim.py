@@ -24,6 +24,15 @@ def param_layer_ids(model: nn.Module) -> Dict[str, int]:
     return {name: 0 for name, _ in model.named_parameters()}
 
 
+def _last_block_layer(model: nn.Module, ids: Dict[str, int]) -> int:
+    """Layer id of the last residual block (scale 1); read from the blocks, since timm's grouping may merge
+    the final norm into the last block or give the head a group of its own."""
+    from .esd import StochasticDepthBlock
+    prefixes = tuple(f'{name}.' for name, m in model.named_modules() if isinstance(m, StochasticDepthBlock) and name)
+    block_ids = [i for name, i in ids.items() if name.startswith(prefixes)] if prefixes else []
+    return max(block_ids) if block_ids else max(max(ids.values(), default=0) - 1, 0)
+
+
 def no_weight_decay_names(model: nn.Module) -> set:
     fn = getattr(model, 'no_weight_decay', None)
     return set(fn()) if callable(fn) else set()
@@ -39,8 +48,7 @@ def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay:
     """
     skip_wd = no_weight_decay_names(model) | set(no_weight_decay)
     ids = param_layer_ids(model)
-    top = max(ids.values(), default=0)
-    last_block = max(top - 1, 0)
+    last_block = _last_block_layer(model, ids)
     groups: Dict[tuple, dict] = {}
     only = tuple(only) if only else None
     for name, param in model.named_parameters():
