@@ -16,8 +16,8 @@ custom_imports = dict(imports=['segmentation'], allow_failed_imports=False)
 #   warm-up 1500 iterations then poly decay, without layer decay; the cosub supplement (A.1) doubles the LR
 #   (C_LD = 2) when LayerDecay is used.
 # - layer_decay_rate: cosub supplement Table A.1 by model size (ViT-S 0.7, ViT-B 0.75, ViT-L 0.8).
-# - drop_path_rate: cosub Table A.1 rates of its fine-tuning-like stage (ImageNet-21k row: S 0.05, B 0.1,
-#   L 0.3), which is also about the ImageNet-1k rate minus 0.1, the rule the thesis (5.3.4) uses for fine-tuning.
+# - drop_path_rate: cosub Table A.1's ImageNet-21k rates (S 0.05, B 0.1, L 0.3), i.e. about its ImageNet-1k
+#   rates (0.05 / 0.2 / 0.45) minus 0.1, the reduction the thesis (5.3.4) applies when fine-tuning.
 #   drop_path_mode 'mask': with 2 images per GPU, efficient stochastic depth could only drop 0 or 1 of them
 #   (an effective rate of 0 or 0.5), so we use exact per-sample masking here.
 # - UperNet channels 512 (384 for ViT-S), as DeiT III (thesis 6.3.5.2).
