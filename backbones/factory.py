@@ -54,7 +54,10 @@ def create_model(name: str, *, num_classes: int = 1000, img_size: Optional[int] 
     elif timm.is_model(name):
         from .timm_models import adapt_timm_model
         # timm's own DropPath stays off (rate 0); our adapters apply stochastic depth instead.
-        model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_path_rate=0.0, **kwargs)
+        try:
+            model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_path_rate=0.0, **kwargs)
+        except TypeError as e:  # an argument this architecture's constructor does not take (e.g. img_size for a CNN)
+            raise ValueError(f'create_model({name!r}): {e}') from None
         adapt_timm_model(model)
     else:
         raise ValueError(f'unknown model {name!r}: expected one of {list_models()} or a timm model name')
