@@ -206,7 +206,9 @@ class LoadReport:
     missing: List[str] = field(default_factory=list)
     unexpected: List[str] = field(default_factory=list)
     mismatched: List[str] = field(default_factory=list)
+    replaced: List[str] = field(default_factory=list)  # classifier tensors of another size, left at init
     notes: List[str] = field(default_factory=list)
+    meta: Dict[str, Any] = field(default_factory=dict)  # model_name, num_classes, img_size, config if stored
 
     @property
     def ok(self) -> bool:
@@ -239,21 +241,23 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     Position embeddings are interpolated to the model's size; a classifier head of another size is left at its
     initialisation (reported). With `strict=True` any missing or unexpected key raises CheckpointError.
     """
-    sd = extract_state_dict(load_file(path, allow_pickle=allow_pickle), str(path))
-    report = LoadReport(str(path))
+    ckpt = load_file(path, allow_pickle=allow_pickle)
+    sd = extract_state_dict(ckpt, str(path))
+    report = LoadReport(str(path), meta={k: ckpt[k] for k in ('model_name', 'num_classes', 'img_size', 'config')
+                                         if k in ckpt})
     sd = convert_state_dict(sd, model, report.notes)
-    own, replaced = model.state_dict(), set()
+    own = model.state_dict()
     for k in list(sd):
         if k in own and sd[k].shape != own[k].shape:
             if HEAD_KEYS.match(k):
-                replaced.add(k)
+                report.replaced.append(k)
                 report.notes.append(f'classifier {k} replaced: checkpoint {tuple(sd[k].shape)}, '
                                     f'model {tuple(own[k].shape)}')
             else:
                 report.mismatched.append(f'{k} {tuple(sd[k].shape)}->{tuple(own[k].shape)}')
             del sd[k]
     result = model.load_state_dict(sd, strict=False)
-    report.missing = [k for k in result.missing_keys if k not in replaced]
+    report.missing = [k for k in result.missing_keys if k not in report.replaced]
     report.unexpected = list(result.unexpected_keys)
     if strict and not report.ok:
         raise CheckpointError(str(report))

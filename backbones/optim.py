@@ -43,8 +43,8 @@ def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay:
                              ) -> List[dict]:
     """Optimizer parameter groups with `weight_decay`, `lr_scale` (read by timm's schedulers) and names.
 
-    only: if given, substrings of parameter names to train (others are frozen), e.g. ('attn',) to fine-tune
-    only the attention layers as the DeiT III thesis does for Flowers-102.
+    only: if given, substrings of parameter names to train (others are frozen), e.g. ('.attn.', 'head.',
+    'pos_embed') to fine-tune only the attention layers (and the new head) as DeiT III does for Flowers-102.
     """
     skip_wd = no_weight_decay_names(model) | set(no_weight_decay)
     ids = param_layer_ids(model)

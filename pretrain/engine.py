@@ -183,13 +183,30 @@ class Trainer:
             logger.info('model.num_classes is taken from the data: %d classes', self.num_classes)
         model = backbones.create_model(name, num_classes=self.num_classes, img_size=cfg.input_size, **args)
         if cfg.get('finetune'):
-            report = backbones.load_checkpoint(model, cfg.finetune, allow_pickle=cfg.get('allow_pickle', False))
-            logger.info('fine-tuning from %s', report)
+            self._load_finetune(model, name)
         n_params = sum(p.numel() for p in model.parameters())
         logger.info('model %s: %.2fM parameters, %d classes, drop_path %s (%s, %s)', name, n_params / 1e6,
                     self.num_classes, args.get('drop_path_rate', 0.0), args.get('drop_path_mode', 'esd'),
                     args.get('drop_path_schedule', 'uniform'))
         return model
+
+    def _load_finetune(self, model: nn.Module, name: str) -> None:
+        """Start from --finetune: the whole backbone must load (a checkpoint of another architecture would
+        silently train from scratch); the classifier is new unless it was trained on these very classes."""
+        cfg = self.cfg
+        report = backbones.load_checkpoint(model, cfg.finetune, allow_pickle=cfg.get('allow_pickle', False))
+        backbone_missing = [k for k in report.missing if not backbones.checkpoint.HEAD_KEYS.match(k)]
+        if (report.mismatched or backbone_missing) and not cfg.get('allow_partial_finetune', False):
+            raise TrainingError(f'--finetune {cfg.finetune} does not fit model {name} ({report}); pass the --model '
+                                'and model.* keys it was trained with, or allow_partial_finetune=True to train the '
+                                'missing weights from scratch')
+        trained_on = (report.meta.get('config') or {}).get('data') or {}
+        same_classes = trained_on.get('type') == cfg.data.type and trained_on.get('classes') == cfg.data.get('classes')
+        if cfg.get('reset_head') and not report.replaced and not same_classes and not self.eval_only:
+            # A head of the right size trained on other classes (digits 0-4 -> 5-9) means nothing for these.
+            model.reset_classifier(self.num_classes)
+            logger.info('classifier re-initialised: the checkpoint\'s head has the right size (%d classes) but was '
+                        'trained on other classes (reset_head=False keeps it)', self.num_classes)
 
     def _check_esd_batch(self) -> None:
         """ESD drops a whole number of samples per branch: refuse batches where that is far from the rate."""
@@ -221,6 +238,10 @@ class Trainer:
         o = self.cfg.optimizer
         groups = backbones.layer_decay_param_groups(self.model, o.weight_decay, o.get('layer_decay'),
                                                     only=o.get('only'))
+        if o.get('only'):
+            trainable = sum(p.numel() for g in groups for p in g['params'])
+            logger.info('training only parameters matching %s: %.2fM of %.2fM', list(o.only), trainable / 1e6,
+                        sum(p.numel() for p in self.model.parameters()) / 1e6)
         for g in groups:
             g.pop('names')
         lr = o.get('lr')
@@ -323,6 +344,9 @@ class Trainer:
                 return
             path = self.output_dir / 'checkpoint.pth'
         ckpt = backbones.load_file(path, allow_pickle=cfg.get('allow_pickle', False))
+        if ckpt.get('img_size') not in (None, cfg.input_size):
+            raise TrainingError(f'{path} was trained at input size {ckpt["img_size"]}, this run uses '
+                                f'{cfg.input_size}; pass --input-size {ckpt["img_size"]}')
         if ckpt.get('format') != backbones.checkpoint.FORMAT or 'optimizer' not in ckpt:
             # weights only (e.g. an official DeiT III file): evaluate or fine-tune from them
             backbones.load_checkpoint(self.model, path, allow_pickle=cfg.get('allow_pickle', False))

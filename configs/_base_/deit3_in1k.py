@@ -44,4 +44,6 @@ seed = 0
 device = 'auto'
 output_dir = None                # default: outputs/<config name>
 resume = None
-finetune = None
+finetune = None                  # initialise from this checkpoint (ours, official DeiT III or timm)
+allow_partial_finetune = False   # True: accept a --finetune checkpoint that leaves backbone weights at init
+reset_head = False               # True: re-initialise a loaded head of the right size trained on other classes

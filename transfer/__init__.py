@@ -1,0 +1,6 @@
+"""Transfer learning (cosub Table 14): fine-tune pretrained backbones on CIFAR-10/100, Flowers-102, Stanford Cars
+and iNaturalist 2018/2019 with the pretraining engine.
+
+    python transfer/finetune.py --dataset cifar10 --data-path DIR --finetune CKPT
+    python -m transfer.summary outputs/
+"""

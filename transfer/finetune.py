@@ -1,0 +1,104 @@
+"""Fine-tune a pretrained backbone on a transfer dataset (cosub Table 14) with the pretraining engine.
+
+    python transfer/finetune.py --dataset flowers --data-path /datasets/flowers102 --finetune vit_b/checkpoint.pth
+    torchrun --nproc_per_node 8 transfer/finetune.py --dataset inat18 --data-path /datasets/inat2018 --finetune ...
+    python transfer/finetune.py --dataset digits --finetune outputs/demo/checkpoint.pth       (the CPU demo)
+
+`--dataset NAME` picks configs/transfer/NAME.py (cifar10, cifar100, flowers, cars, inat18, inat19, digits);
+every pretraining flag and `--cfg-options` work the same. Without `--model`, the architecture is the one
+stored in our checkpoints; a checkpoint that does not fit the model is refused before training starts. The
+classifier always starts fresh on the new classes: a head of another size is replaced by the loader, one of the
+same size trained on other classes is re-initialised (`reset_head=False` keeps it).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+if __package__ in (None, ''):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import backbones  # noqa: E402
+from backbones import CheckpointError  # noqa: E402
+from backbones.checkpoint import SAFE_GLOBALS  # noqa: E402
+from pretrain.config import parse  # noqa: E402
+from pretrain.data import DataError  # noqa: E402
+from pretrain.engine import TrainingError, run  # noqa: E402
+import transfer.data  # noqa: E402,F401  (registers the transfer datasets)
+
+# Constructor arguments that fix the shape of the weights: taken from the checkpoint when the config leaves
+# them out, and must agree with it when both give them.
+ARCH_KEYS = ('embed_dim', 'depth', 'num_heads', 'patch_size', 'mlp_ratio', 'qkv_bias', 'init_values', 'global_pool',
+             'in_chans')
+DEFAULT_DROP_PATH = 0.1  # DeiT's rate, for checkpoints that do not state theirs
+
+
+def _read_checkpoint(path: str, allow_pickle: bool):
+    """The checkpoint, memory-mapped where possible: only the tensors we look at are read from disk."""
+    path = Path(path)
+    if path.suffix != '.safetensors' and path.is_file():
+        try:
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                return torch.load(path, map_location='cpu', mmap=True, weights_only=not allow_pickle)
+        except Exception:  # not a zip-format file, or a refused global: the loader below says which
+            pass
+    return backbones.load_file(path, allow_pickle=allow_pickle)
+
+
+def resolve_model(cfg, ckpt, path) -> None:
+    """Fill model.name / shape keys / drop_path_rate from one of our checkpoints; refuse contradictions."""
+    m = cfg.model
+    if isinstance(ckpt, dict) and ckpt.get('format') == backbones.checkpoint.FORMAT and ckpt.get('model_name'):
+        stored = dict((ckpt.get('config') or {}).get('model') or {})
+        stored['name'] = ckpt['model_name']
+        for key in ('name',) + ARCH_KEYS:
+            if stored.get(key) is None:
+                continue
+            if m.get(key) is None:
+                m[key] = stored[key]
+            elif m[key] != stored[key]:
+                raise CheckpointError(f'{path} holds a {stored["name"]} with {key}={stored[key]!r}, but the config '
+                                      f'asks for model.{key}={m[key]!r}; leave model.{key} unset to take the '
+                                      "checkpoint's")
+        if m.get('drop_path_rate') is None and stored.get('drop_path_rate') is not None:
+            m.drop_path_rate = stored['drop_path_rate']
+    if m.get('name') is None:
+        source = f'{path} does not name its architecture' if path else 'no --finetune (or --resume) checkpoint given'
+        raise TrainingError(f'{source}; pass --model NAME (e.g. vit_b) and the shape keys it was trained with')
+    if m.get('drop_path_rate') is None:
+        m.drop_path_rate = DEFAULT_DROP_PATH
+
+
+def _resume_path(cfg) -> Optional[str]:
+    resume = cfg.get('resume')
+    if resume == 'auto':
+        path = Path(cfg.output_dir) / 'checkpoint.pth'
+        return str(path) if path.is_file() else None
+    return resume
+
+
+def prepare(cfg) -> None:
+    """Default output folder, and the architecture from the checkpoint we start from: --finetune, else --resume
+    (e.g. `--eval --resume`). The engine then refuses a checkpoint that does not fit and resets a head of the
+    right size trained on other classes (`reset_head`)."""
+    if not cfg.get('output_dir'):
+        cfg.output_dir = str(Path('outputs') / f'transfer_{Path(cfg.config_file).stem}')
+    source = cfg.get('finetune') or _resume_path(cfg)
+    ckpt = _read_checkpoint(source, bool(cfg.get('allow_pickle'))) if source else None
+    resolve_model(cfg, ckpt, source)
+
+
+def main(argv=None) -> dict:
+    cfg = parse(argv, description=__doc__.splitlines()[0], subdir='transfer', name_flag='--dataset')
+    try:
+        prepare(cfg)
+        return run(cfg)
+    except (TrainingError, DataError, CheckpointError, ValueError) as e:
+        sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+    main()
