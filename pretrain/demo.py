@@ -1,0 +1,97 @@
+"""The whole project in a few minutes on a CPU, with data that ships inside its dependencies or is generated:
+
+1. cosub + ESD pretraining of a small ViT on scikit-learn's digits 0-4 (configs/demo.py), with its
+   training curves and the submodel analysis (accuracy vs number of blocks kept);
+2. transfer: fine-tuning that backbone on the new classes, digits 5-9 (configs/transfer/digits.py);
+3. segmentation: a UperNet trained with `mim train mmseg` on a generated ADE20k-layout dataset
+   (configs/upernet_demo.py), then tested single-scale and with multi-scale + flip TTA.
+
+    python -m pretrain.demo [--output-dir outputs/demo] [--skip-segmentation]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ''):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pretrain.config import REPO_ROOT  # noqa: E402
+
+
+def banner(text: str) -> None:
+    print(f'\n{"=" * 100}\n{text}\n{"=" * 100}', flush=True)
+
+
+def mim(*args: str) -> str:
+    """Run `mim` as a user would (a new process running mmseg's tools), echoing and returning its output."""
+    cmd = [sys.executable, '-m', 'mim', *args]
+    print('$ mim ' + ' '.join(args), flush=True)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = [line for line in proc.stdout.splitlines() if 'Iter(' in line or 'mIoU' in line or '|' in line]
+    print('\n'.join(lines[-25:]), flush=True)
+    if proc.returncode:
+        print(proc.stdout[-4000:])
+        raise SystemExit(f'error: mim {args[0]} failed (exit {proc.returncode})')
+    return proc.stdout
+
+
+def last_miou(output: str) -> float:
+    values = [float(line.split('mIoU:')[1].split()[0]) for line in output.splitlines() if 'mIoU:' in line]
+    return values[-1] if values else float('nan')
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--output-dir', default='outputs/demo')
+    p.add_argument('--skip-segmentation', action='store_true')
+    args = p.parse_args(argv)
+    out = Path(args.output_dir).resolve()
+    started, summary = time.time(), {}
+
+    from pretrain import analysis, train
+    from transfer import finetune
+
+    banner('1/3  cosub + ESD pretraining on scikit-learn digits 0-4  (python pretrain/train.py --cfg demo)')
+    record = train.main(['--cfg', 'demo', '--output-dir', str(out / 'pretrain')])
+    ckpt = out / 'pretrain' / 'checkpoint.pth'
+    summary['pretrain val top-1'] = record['val_top1']
+    analysis.main([str(ckpt), '--labels', 'demo cosub', '--output-dir', str(out / 'pretrain' / 'analysis'),
+                   '--num-workers', '0', '--device', 'cpu'])
+
+    banner('2/3  transfer: fine-tune the pretrained backbone on the new classes, digits 5-9')
+    record = finetune.main(['--dataset', 'digits', '--finetune', str(ckpt), '--output-dir', str(out / 'transfer')])
+    summary['transfer val top-1'] = record['val_top1']
+
+    if not args.skip_segmentation:
+        banner('3/3  segmentation: UperNet on a generated ADE20k-layout dataset with mim train / mim test')
+        from segmentation import demo_data
+        data = out / 'ade_demo'
+        demo_data.main([str(data)])
+        roots = [f'{loader}.dataset.data_root={data / "ADEChallengeData2016"}'
+                 for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+        work = out / 'segmentation'
+        mim('train', 'mmseg', 'configs/upernet_demo.py', '--work-dir', str(work), '--cfg-options', *roots)
+        seg_ckpt = max(work.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
+        single = mim('test', 'mmseg', 'configs/upernet_demo.py', '--checkpoint', str(seg_ckpt),
+                     '--work-dir', str(work / 'test'), '--cfg-options', *roots)
+        tta = mim('test', 'mmseg', 'configs/upernet_demo.py', '--checkpoint', str(seg_ckpt), '--tta',
+                  '--work-dir', str(work / 'test_tta'), '--cfg-options', *roots)
+        summary['segmentation mIoU (single scale)'] = last_miou(single)
+        summary['segmentation mIoU (multi-scale + flip)'] = last_miou(tta)
+
+    banner(f'demo finished in {time.time() - started:.0f} s')
+    for k, v in summary.items():
+        print(f'  {k:42s} {v:6.2f}')
+    print(f'\n  outputs under {out}: training curves pretrain/training_curves.png, submodel plots '
+          'pretrain/analysis/submodels.png, logs */log.jsonl, TensorBoard */tensorboard')
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+if __name__ == '__main__':
+    main()
