@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Dict
+import time
+from typing import Callable, Dict
 
 import torch
 from torch import nn
@@ -57,3 +58,28 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f'CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads used'
+
+
+def counted(model: nn.Module, step: Callable[[], None]) -> dict:
+    """FLOPs and bytes saved for backward of one call of `step` (forward + backward of `model`)."""
+    with flop_counter() as flops, SavedForBackward(model) as saved:
+        step()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return dict(flops=flops.get_total_flops(), activation_bytes=saved.bytes)
+
+
+def timed(step: Callable[[], None], cuda: bool) -> dict:
+    """Wall time of one call of `step`; on CUDA also its peak memory above what was allocated before."""
+    if cuda:
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+    out = dict(time=time.perf_counter() - start)
+    if cuda:
+        out['peak_bytes'] = torch.cuda.max_memory_allocated() - before
+    return out

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 
 import timm  # noqa: E402
 from backbones import create_model, effective_drop_rate, keep_count, set_stochastic_depth  # noqa: E402
-from benchmarks.common import SavedForBackward, device_name, flop_counter  # noqa: E402
+from benchmarks.common import counted, device_name, timed  # noqa: E402
 
 MODES = ('mask', 'esd')
 CPU_IMG_SIZE = {'vit_l': 112, 'vit_h': 112}  # the default CPU run: about 90 TFLOP, ~10 min on 2 idle cores
@@ -55,30 +55,13 @@ class Bench:
             loss = F.cross_entropy(self.model(self.images), self.labels)
         loss.backward()
 
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-
     def counted_step(self) -> dict:
         self.model.zero_grad(set_to_none=True)
-        with flop_counter() as flops, SavedForBackward(self.model) as saved:
-            self.step()
-        self.sync()
-        return dict(flops=flops.get_total_flops(), activation_bytes=saved.bytes)
+        return counted(self.model, self.step)
 
     def timed_step(self) -> dict:
         self.model.zero_grad(set_to_none=True)
-        self.sync()
-        if self.cuda:
-            before = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        self.step()
-        self.sync()
-        result = dict(time=time.perf_counter() - start)
-        if self.cuda:
-            result['peak_bytes'] = torch.cuda.max_memory_allocated() - before
-        return result
+        return timed(self.step, self.cuda)
 
 
 def run_model(name: str, rates: List[float], batch: int, img_size: int, repeats: int, warmup: int,

@@ -35,7 +35,7 @@ import timm  # noqa: E402
 from timm.optim import create_optimizer_v2  # noqa: E402
 
 from backbones import create_model, keep_count  # noqa: E402
-from benchmarks.common import SavedForBackward, device_name, flop_counter  # noqa: E402
+from benchmarks.common import counted, device_name, timed  # noqa: E402
 from pretrain.cosub import cosub_loss  # noqa: E402
 
 TAU = {'vit_s': 0.05, 'vit_m': 0.1, 'vit_b': 0.2, 'vit_l': 0.45, 'vit_h': 0.6}
@@ -66,29 +66,12 @@ class Step:
         self.forward_backward()
         self.optimizer.step()
 
-    def sync(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-
     def counted(self) -> dict:
         self.optimizer.zero_grad(set_to_none=True)
-        with flop_counter() as flops, SavedForBackward(self.model) as saved:
-            self.forward_backward()
-        self.sync()
-        return dict(flops=flops.get_total_flops(), activation_bytes=saved.bytes)
+        return counted(self.model, self.forward_backward)
 
     def timed(self) -> dict:
-        self.sync()
-        if self.cuda:
-            before = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        self.run()
-        self.sync()
-        out = dict(time=time.perf_counter() - start)
-        if self.cuda:
-            out['peak_bytes'] = torch.cuda.max_memory_allocated() - before
-        return out
+        return timed(self.run, self.cuda)
 
 
 def build_steps(name: str, batch: int, img_size: int, device: torch.device) -> Dict[str, Step]:

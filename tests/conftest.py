@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +46,12 @@ def imagenet_dir(tmp_path_factory) -> Path:
 def index_cache(tmp_path, monkeypatch):
     """Keep the folder-index cache out of the home directory."""
     monkeypatch.setenv('COSUB_CACHE', str(tmp_path / 'index-cache'))
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """For modules of tiny models: on 2 shared cores a second thread mostly waits on the other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -42,13 +42,7 @@ ARCHS = {
 }
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """These models are tiny: on 2 shared cores a second thread mostly waits on the other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @functools.lru_cache(maxsize=None)
