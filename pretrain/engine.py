@@ -211,6 +211,12 @@ class Trainer:
     def _check_esd_batch(self) -> None:
         """ESD drops a whole number of samples per branch: refuse batches where that is far from the rate."""
         batch = self.micro_batch * self.num_submodels
+        rows = [r for r in backbones.esd_report(self.model, batch) if r['rate'] > 0]
+        if rows:
+            top = max(rows, key=lambda r: r['rate'])
+            logger.info('stochastic depth: per-device batch %d (%d x %d submodels), %d distinct rate(s) up to %g; '
+                        'at %g ESD keeps %d per branch, an effective rate of %.4f', batch, self.micro_batch,
+                        self.num_submodels, len(rows), top['rate'], top['rate'], top['keep'], top['effective'])
         for block in stochastic_depth_blocks(self.model):
             rate, mode = block.drop_path_rate, block.drop_path_mode
             if mode != 'esd' or rate == 0.0:
