@@ -35,6 +35,9 @@ class _SegmentorLayers:
     def named_parameters(self):
         return self.model.named_parameters()
 
+    def named_modules(self):  # finds the residual blocks, whose last one gets scale 1
+        return self.model.named_modules()
+
     def layer_id(self, name: str) -> int:
         if name.startswith('backbone.'):
             return self.backbone.get_layer_id(name[len('backbone.'):])
