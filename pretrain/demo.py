@@ -6,7 +6,9 @@
 3. segmentation: a UperNet trained with `mim train mmseg` on a generated ADE20k-layout dataset
    (configs/upernet_demo.py), then tested single-scale and with multi-scale + flip TTA.
 
-    python -m pretrain.demo [--output-dir outputs/demo] [--skip-segmentation]
+    python -m pretrain.demo [--output-dir outputs/demo] [--skip-segmentation] [--quick]
+
+--quick runs every step for a few epochs / iterations only (a smoke test of the whole path; the tests use it).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def mim(*args: str) -> str:
     cmd = [sys.executable, '-m', 'mim', *args]
     print('$ mim ' + ' '.join(args), flush=True)
     proc = subprocess.run(cmd, cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = [line for line in proc.stdout.splitlines() if 'Iter(' in line or 'mIoU' in line or '|' in line]
+    lines = [line for line in proc.stdout.splitlines() if 'Iter(' in line]  # progress and metrics, not tables
     print('\n'.join(lines[-25:]), flush=True)
     if proc.returncode:
         print(proc.stdout[-4000:])
@@ -49,7 +51,13 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--output-dir', default='outputs/demo')
     p.add_argument('--skip-segmentation', action='store_true')
+    p.add_argument('--quick', action='store_true', help='a few epochs / iterations per step: checks the path only')
     args = p.parse_args(argv)
+    short = dict(pretrain=['--epochs', '3'], transfer=['--epochs', '2'], seg=[]) if args.quick else \
+        dict(pretrain=[], transfer=[], seg=[])
+    if args.quick:
+        short['seg'] = ['train_cfg.max_iters=4', 'train_cfg.val_interval=4', 'param_scheduler.0.end=2',
+                        'param_scheduler.1.begin=2', 'param_scheduler.1.end=4', 'default_hooks.checkpoint.interval=4']
     out = Path(args.output_dir).resolve()
     started, summary = time.time(), {}
 
@@ -57,14 +65,15 @@ def main(argv=None) -> dict:
     from transfer import finetune
 
     banner('1/3  cosub + ESD pretraining on scikit-learn digits 0-4  (python pretrain/train.py --cfg demo)')
-    record = train.main(['--cfg', 'demo', '--output-dir', str(out / 'pretrain')])
+    record = train.main(['--cfg', 'demo', '--output-dir', str(out / 'pretrain'), *short['pretrain']])
     ckpt = out / 'pretrain' / 'checkpoint.pth'
     summary['pretrain val top-1'] = record['val_top1']
     analysis.main([str(ckpt), '--labels', 'demo cosub', '--output-dir', str(out / 'pretrain' / 'analysis'),
                    '--num-workers', '0', '--device', 'cpu'])
 
     banner('2/3  transfer: fine-tune the pretrained backbone on the new classes, digits 5-9')
-    record = finetune.main(['--dataset', 'digits', '--finetune', str(ckpt), '--output-dir', str(out / 'transfer')])
+    record = finetune.main(['--dataset', 'digits', '--finetune', str(ckpt), '--output-dir', str(out / 'transfer'),
+                            *short['transfer']])
     summary['transfer val top-1'] = record['val_top1']
 
     if not args.skip_segmentation:
@@ -75,7 +84,7 @@ def main(argv=None) -> dict:
         roots = [f'{loader}.dataset.data_root={data / "ADEChallengeData2016"}'
                  for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
         work = out / 'segmentation'
-        mim('train', 'mmseg', 'configs/upernet_demo.py', '--work-dir', str(work), '--cfg-options', *roots)
+        mim('train', 'mmseg', 'configs/upernet_demo.py', '--work-dir', str(work), '--cfg-options', *roots, *short['seg'])
         seg_ckpt = max(work.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
         single = mim('test', 'mmseg', 'configs/upernet_demo.py', '--checkpoint', str(seg_ckpt),
                      '--work-dir', str(work / 'test'), '--cfg-options', *roots)

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use('Agg')  # files only; no display on training nodes
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_training_curves(records: List[dict], path: Path) -> None:
@@ -47,6 +48,7 @@ def plot_submodels(curves: Dict[str, Dict[int, float]], path: Path, title: str =
     for label, points in curves.items():
         xs = sorted(points)
         ax.plot(xs, [points[x] for x in xs], marker='o', label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('blocks kept')
     ax.set_ylabel('top-1 accuracy (%)')
     ax.set_title(title or 'submodel accuracy vs depth')
@@ -63,6 +65,7 @@ def plot_block_ablation(curves: Dict[str, List[float]], full: Dict[str, float], 
     for label, accs in curves.items():
         line, = ax.plot(range(1, len(accs) + 1), accs, marker='o', label=f'{label}: one block removed')
         ax.axhline(full[label], color=line.get_color(), linestyle='--', label=f'{label}: full model')
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('removed block')
     ax.set_ylabel('top-1 accuracy (%)')
     ax.grid(alpha=0.3)

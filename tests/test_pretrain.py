@@ -225,3 +225,18 @@ def test_submodel_analysis_table_and_plots(imagenet_dir, tmp_path):
     for name in ('submodels.md', 'submodels.json', 'submodels.png', 'block_ablation.png'):
         assert (out / name).is_file(), name
     assert '| blocks kept | cosub |' in (out / 'submodels.md').read_text()
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """The README's demo command, every step shortened: pretraining, analysis, transfer, mim train / test / TTA."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, '-m', 'pretrain.demo', '--quick', '--output-dir', str(tmp_path)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert set(summary) == {'pretrain val top-1', 'transfer val top-1', 'segmentation mIoU (single scale)',
+                            'segmentation mIoU (multi-scale + flip)'}
+    assert all(0 <= v <= 100 for v in summary.values())
+    for name in ('pretrain/training_curves.png', 'pretrain/analysis/submodels.png', 'transfer/log.jsonl',
+                 'segmentation/iter_4.pth'):
+        assert (tmp_path / name).is_file(), name
