@@ -74,6 +74,26 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 
 
 # -- image folders with a cached index --------------------------------------------------------------------------
+class PackedPaths:
+    """Relative paths as one uint8 blob + int64 offsets: no per-sample Python objects for DataLoader workers
+    to copy (their reference counts would touch every page of a list of millions of strings)."""
+
+    def __init__(self, paths: Sequence[str] = (), blob: Optional[np.ndarray] = None,
+                 offsets: Optional[np.ndarray] = None):
+        if blob is None:
+            encoded = [p.encode() for p in paths]
+            offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+            np.cumsum([len(p) for p in encoded], out=offsets[1:])
+            blob = np.frombuffer(b''.join(encoded), dtype=np.uint8).copy()
+        self.blob, self.offsets = blob, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return bytes(self.blob[self.offsets[i]:self.offsets[i + 1]]).decode()
+
+
 class FolderIndex:
     """Files of `root/<class>/<image>`, listed once and cached; paths in one byte blob + offsets."""
 
@@ -95,7 +115,7 @@ class FolderIndex:
         cache = Path(cache_dir or os.environ.get('COSUB_CACHE', Path.home() / '.cache' / 'cosub')) / f'index-{key}.npz'
         if cache.is_file():
             with np.load(cache) as z:
-                self.blob, self.offsets, self.targets = z['blob'], z['offsets'], z['targets']
+                self.paths, self.targets = PackedPaths(blob=z['blob'], offsets=z['offsets']), z['targets']
             logger.info('%s: %d images in %d classes (cached index %s)', self.root, len(self), len(entries), cache)
         else:
             self._scan([name for name, _ in entries], class_to_idx)
@@ -117,17 +137,14 @@ class FolderIndex:
                                     desc=f'indexing {self.root}', disable=len(names) < 100):
                 paths += files
                 targets += [class_to_idx[name]] * len(files)
-        encoded = [p.encode() for p in paths]
-        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in encoded], out=self.offsets[1:])
-        self.blob = np.frombuffer(b''.join(encoded), dtype=np.uint8).copy()
+        self.paths = PackedPaths(paths)
         self.targets = np.asarray(targets, dtype=np.int32)
 
     def _save(self, cache: Path) -> None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(f'.{os.getpid()}.tmp.npz')
-            np.savez(tmp, blob=self.blob, offsets=self.offsets, targets=self.targets)
+            np.savez(tmp, blob=self.paths.blob, offsets=self.paths.offsets, targets=self.targets)
             os.replace(tmp, cache)
         except OSError as e:  # a read-only home is no reason to stop; we just index again next time
             logger.warning('could not cache the index of %s in %s: %s', self.root, cache, e)
@@ -136,10 +153,10 @@ class FolderIndex:
         return len(self.targets)
 
     def relpath(self, i: int) -> str:
-        return bytes(self.blob[self.offsets[i]:self.offsets[i + 1]]).decode()
+        return self.paths[i]
 
     def path(self, i: int) -> Path:
-        return self.root / self.relpath(i)
+        return self.root / self.paths[i]
 
 
 class ImageFolderDataset(Dataset):

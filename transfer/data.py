@@ -30,28 +30,12 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pretrain.data import DataError, Splits, load_rgb, register_dataset
+from pretrain.data import DataError, PackedPaths, Splits, load_rgb, register_dataset
 
 logger = logging.getLogger(__name__)
 
 
 # -- datasets ---------------------------------------------------------------------------------------------------
-class PackedPaths:
-    """Relative paths as one uint8 blob + int64 offsets (no per-sample Python objects)."""
-
-    def __init__(self, paths: Sequence[str]):
-        encoded = [p.encode() for p in paths]
-        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in encoded], out=self.offsets[1:])
-        self.blob = np.frombuffer(b''.join(encoded), dtype=np.uint8).copy()
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return bytes(self.blob[self.offsets[i]:self.offsets[i + 1]]).decode()
-
-
 class ImageListDataset(Dataset):
     """Image files under `root` with integer labels; `path(i)` lets the engine name an unreadable file."""
 
