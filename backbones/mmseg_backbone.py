@@ -80,12 +80,15 @@ class CosubViT(VisionTransformer, BaseModule):
     out_indices: 0-based blocks whose outputs are returned (default `default_out_indices(depth)`).
     drop_path_mode: 'esd', 'mask' or 'none' (see backbones.esd). With 2 images per GPU, ESD can only drop 0 or
     1 of them, so segmentation configs use 'mask' for exact rates.
+    pyramid: False returns the 4 maps at the patch stride, for MMSeg's `Feature2Pyramid` neck (our configs);
+    True turns them into a stride 4/8/16/32 pyramid in the backbone (DeiT III / XCiT's fpn1-4: 2 deconvolutions
+    with BatchNorm + GELU between, 1 deconvolution, identity, max-pool), for decode heads used without a neck.
     """
 
     def __init__(self, arch: str = 'vit_b', img_size: int | Tuple[int, int] = 512,
                  out_indices: Optional[Sequence[int]] = None, drop_path_rate: float = 0.0,
-                 drop_path_mode: str = 'esd', drop_path_schedule: str = 'uniform', pretrained: Optional[str] = None,
-                 init_cfg: Optional[dict] = None, **kwargs):
+                 drop_path_mode: str = 'esd', drop_path_schedule: str = 'uniform', pyramid: bool = False,
+                 pretrained: Optional[str] = None, init_cfg: Optional[dict] = None, **kwargs):
         if arch not in VIT_ARCHS:
             raise ValueError(f'CosubViT: arch={arch!r}: expected one of {sorted(VIT_ARCHS)} '
                              "(timm models: type='backbones.TimmBackbone')")
@@ -106,6 +109,10 @@ class CosubViT(VisionTransformer, BaseModule):
         # Features are taken before the final norm (as BEiT / XCiT / DeiT III UperNet); drop it so that no
         # parameter goes unused.
         self.norm = nn.Identity()
+        d = self.embed_dim
+        self.fpn = nn.ModuleList([
+            nn.Sequential(nn.ConvTranspose2d(d, d, 2, 2), nn.BatchNorm2d(d), nn.GELU(), nn.ConvTranspose2d(d, d, 2, 2)),
+            nn.ConvTranspose2d(d, d, 2, 2), nn.Identity(), nn.MaxPool2d(2)]) if pyramid else None
         set_stochastic_depth(self, drop_path_rate, drop_path_mode, drop_path_schedule)
         self.model_name = arch
         self.init_cfg = _init_cfg('CosubViT', pretrained, init_cfg)
@@ -123,7 +130,10 @@ class CosubViT(VisionTransformer, BaseModule):
         (ph, pw), (h, w) = self.patch_size, x.shape[-2:]
         if h % ph or w % pw:
             x = F.pad(x, (0, -w % pw, 0, -h % ph))
-        return tuple(self.get_intermediate_layers(x, self.out_indices, norm=False))
+        features = self.get_intermediate_layers(x, self.out_indices, norm=False)
+        if self.fpn is not None:
+            features = [level(f) for level, f in zip(self.fpn, features)]
+        return tuple(features)
 
     def get_layer_id(self, name: str) -> int:
         """Layer id of a parameter (name relative to the backbone or the segmentor): 0 embeddings, i + 1 block i."""

@@ -103,6 +103,15 @@ def test_cosub_vit_features_and_bad_arguments():
     assert len(shallow.blocks) == 8  # blocks after the last output would get no gradient
 
 
+def test_cosub_vit_pyramid_in_the_backbone():
+    bb = CosubViT(arch='vit_t', img_size=64, pyramid=True)
+    outs = bb(torch.randn(2, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(2, 192, 16, 16), (2, 192, 8, 8), (2, 192, 4, 4), (2, 192, 2, 2)]
+    assert bb.get_layer_id('backbone.fpn.0.0.weight') == bb.depth + 1  # like a neck: no layer decay
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is not None for p in bb.parameters())
+
+
 def test_timm_backbone():
     bb = TimmBackbone(model_name='convnext_atto', drop_path_rate=0.1)
     outs = bb(torch.randn(2, 3, 64, 64))
