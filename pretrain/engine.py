@@ -6,7 +6,9 @@ clip -> LAMB/AdamW step -> per-step cosine schedule. Distributed with torchrun (
 share of one global sample order (see data.GlobalOrderSampler), so results do not depend on the GPU count.
 
 Checkpoints (`checkpoint.pth`, atomic) hold everything needed to continue exactly: model, optimizer, scaler,
-scheduler, position in the epoch and every rank's RNG states.
+scheduler, position in the epoch and every rank's RNG states. `train.fsdp=True` shards parameters, gradients
+and optimizer state with FSDP (per residual block) instead of replicating them with DDP, for the largest models;
+its checkpoints hold the same full (unsharded) weights.
 """
 from __future__ import annotations
 
@@ -148,6 +150,7 @@ class Trainer:
         self._check_esd_batch()
         seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
         self.model.to(self.d.device)
+        self.fsdp = bool(cfg.train.get('fsdp')) and self.d.enabled
         self.train_model = self._wrap(self.model)
         self.optimizer, self.base_lr = self._build_optimizer()
         self.scheduler = self._build_scheduler()
@@ -232,12 +235,32 @@ class Trainer:
                     "model.drop_path_mode='mask'")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.fsdp:  # in place: self.model becomes the sharded module
+            from torch.distributed.fsdp import fully_shard
+            for block in stochastic_depth_blocks(model):
+                fully_shard(block)
+            fully_shard(model)
         if self.cfg.train.get('compile'):
             model = torch.compile(model)
-        if self.d.enabled:
+        if self.d.enabled and not self.fsdp:
             ids = [self.d.local_rank] if self.d.device.type == 'cuda' else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         return model
+
+    @contextlib.contextmanager
+    def _gradient_sync(self, sync: bool):
+        """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
+        if sync or not self.d.enabled:
+            yield
+        elif self.fsdp:
+            self.model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.model.set_requires_gradient_sync(True)
+        else:
+            with self.train_model.no_sync():
+                yield
 
     def _build_optimizer(self):
         from timm.optim import create_optimizer_v2
@@ -318,6 +341,16 @@ class Trainer:
                 for name, ds in sets.items()}
 
     # ---- checkpoints ----
+    def _state_dicts(self, optimizer: bool = True):
+        """Full model (and optimizer) state; collective under FSDP, where only rank 0 receives it."""
+        if not self.fsdp:
+            return self.model.state_dict(), self.optimizer.state_dict() if optimizer else None
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(self.model, options=options),
+                get_optimizer_state_dict(self.model, self.optimizer, options=options) if optimizer else None)
+
     def _checkpoint_state(self) -> dict:
         rng = get_rng_state()
         rngs = [None] * self.d.world_size
@@ -325,10 +358,10 @@ class Trainer:
             dist.all_gather_object(rngs, rng)
         else:
             rngs = [rng]
+        model, optimizer = self._state_dicts()
         return dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
                     model_name=self.cfg.model.name, num_classes=self.num_classes, img_size=self.cfg.input_size,
-                    model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                    scaler=self.scaler.state_dict(), scheduler=self.scheduler.state_dict(), epoch=self.epoch,
+                    model=model, optimizer=optimizer, fsdp=self.fsdp, scaler=self.scaler.state_dict(), scheduler=self.scheduler.state_dict(), epoch=self.epoch,
                     step_in_epoch=self.step_in_epoch, global_step=self.global_step, best_top1=self.best_top1,
                     world_size=self.d.world_size, rng=rngs, config=self.cfg.to_dict())
 
@@ -358,9 +391,21 @@ class Trainer:
             backbones.load_checkpoint(self.model, path, allow_pickle=cfg.get('allow_pickle', False))
             logger.info('--resume %s holds weights only; training state starts fresh', path)
             return
-        self.model.load_state_dict(ckpt['model'])
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                                 set_optimizer_state_dict)
+            set_model_state_dict(self.model, ckpt['model'], options=StateDictOptions(full_state_dict=True))
+        else:
+            self.model.load_state_dict(ckpt['model'])
         if not self.eval_only:
-            self.optimizer.load_state_dict(ckpt['optimizer'])
+            if bool(ckpt.get('fsdp')) != self.fsdp:  # the optimizer state is keyed by name under FSDP, by index else
+                raise TrainingError(f'{path} was written with train.fsdp={bool(ckpt.get("fsdp"))}; resume it with the '
+                                    'same setting (its weights load anywhere with --finetune)')
+            if self.fsdp:
+                set_optimizer_state_dict(self.model, self.optimizer, ckpt['optimizer'],
+                                         options=StateDictOptions(full_state_dict=True))
+            else:
+                self.optimizer.load_state_dict(ckpt['optimizer'])
             self.scaler.load_state_dict(ckpt['scaler'])
             self.scheduler.load_state_dict(ckpt['scheduler'])
         self.epoch, self.step_in_epoch = ckpt['epoch'], ckpt['step_in_epoch']
@@ -426,7 +471,7 @@ class Trainer:
                 if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
                     images = images.repeat(self.num_submodels, 1, 1, 1)
                 sync = not d.enabled or micro == self.accum_steps - 1
-                with (contextlib.nullcontext() if sync else model.no_sync()):
+                with self._gradient_sync(sync):
                     with self._autocast():
                         logits = model(images)
                     loss = self._loss(logits, targets)
@@ -434,6 +479,8 @@ class Trainer:
                 step_loss += loss.item() / self.accum_steps
             self.scaler.unscale_(opt)
             grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else float('inf'))
+            if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
+                grad_norm = grad_norm.full_tensor()
             if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
                 raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({grad_norm.item()}) at epoch '
                                     f'{self.epoch}, step {step}; stopped without saving, the last good checkpoint is '
@@ -474,6 +521,9 @@ class Trainer:
         self.model.eval()
         sums = [0.0] * 6  # correct@1, correct@5, loss, n, real correct, real n
         from tqdm import tqdm
+        if self.fsdp:  # every forward pass gathers parameters from all ranks: all must run as many
+            most = torch.tensor([len(loader)], device=self.d.device if self.d.device.type == 'cuda' else 'cpu')
+            dist.all_reduce(most, op=dist.ReduceOp.MAX)  # before any forward pass, so the collectives pair up
         for images, labels, index, _ in tqdm(loader, desc=f'eval {name}', disable=not self.d.is_main, leave=False):
             images, labels = images.to(self.d.device), labels.to(self.d.device)
             with self._autocast():
@@ -489,6 +539,11 @@ class Trainer:
                     if real[i]:
                         sums[4] += pred in real[i]
                         sums[5] += 1
+        if self.fsdp:
+            blank = torch.zeros(1, 3, self.cfg.input_size, self.cfg.input_size, device=self.d.device)
+            with self._autocast():
+                for _ in range(int(most.item()) - len(loader)):
+                    self.model(blank)
         c1, c5, loss, n, rc, rn = all_reduce_sum(sums, self.d)
         out = {'top1': 100 * c1 / max(n, 1), 'top5': 100 * c5 / max(n, 1), 'loss': loss / max(n, 1), 'n': int(n)}
         if real is not None:
@@ -553,13 +608,15 @@ class Trainer:
         return record
 
     def _save_best(self) -> None:
-        if self.output_dir is None or not self.d.is_main:
+        if self.output_dir is None:
             return
-        backbones.save_file(dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
-                                 model_name=self.cfg.model.name, num_classes=self.num_classes,
-                                 img_size=self.cfg.input_size, model=self.model.state_dict(), epoch=self.epoch,
-                                 val_top1=self.best_top1, config=self.cfg.to_dict()),
-                            self.output_dir / 'checkpoint_best.pth')
+        model, _ = self._state_dicts(optimizer=False)  # collective under FSDP
+        if self.d.is_main:
+            backbones.save_file(dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
+                                     model_name=self.cfg.model.name, num_classes=self.num_classes,
+                                     img_size=self.cfg.input_size, model=model, epoch=self.epoch,
+                                     val_top1=self.best_top1, config=self.cfg.to_dict()),
+                                self.output_dir / 'checkpoint_best.pth')
 
 
 def _fmt(record: dict) -> str:

@@ -240,3 +240,31 @@ def test_demo_runs_end_to_end(tmp_path):
     for name in ('pretrain/training_curves.png', 'pretrain/analysis/submodels.png', 'transfer/log.jsonl',
                  'segmentation/iter_4.pth'):
         assert (tmp_path / name).is_file(), name
+
+
+def test_fsdp_two_processes_equal_one_and_resume(imagenet_dir, tmp_path):
+    """train.fsdp=True shards the model over 2 processes (gloo here); same weights as 1 process, and resumable.
+    7 validation images, one per batch: the ranks evaluate 4 and 3 (every forward pass must be matched)."""
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(imagenet_dir, data)
+    next((data / 'val').glob('*/*.JPEG')).unlink()
+    imagenet_dir = data
+    options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0', 'eval_batch_size=1']
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                'pretrain/train.py']
+    subprocess.run([sys.executable, 'pretrain/train.py', *args(imagenet_dir, tmp_path / 'one', epochs=2, options=options)],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    sharded = args(imagenet_dir, tmp_path / 'fsdp', epochs=2, options=options + ['train.fsdp=True'])
+    run = subprocess.run(torchrun + sharded, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    ckpt = backbones.load_file(tmp_path / 'fsdp' / 'checkpoint.pth')
+    assert ckpt['fsdp'] and ckpt['epoch'] == 2
+    log = [json.loads(line) for line in (tmp_path / 'fsdp' / 'log.jsonl').read_text().splitlines()]
+    assert log[-1]['val_n'] == 7
+    assert_same_weights(weights(tmp_path / 'one' / 'checkpoint.pth'), ckpt['model'], exact=False)
+    resumed = args(imagenet_dir, tmp_path / 'fsdp', '--resume', epochs=3, options=options + ['train.fsdp=True'])
+    run = subprocess.run(torchrun + resumed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert 'resumed from' in run.stdout and backbones.load_file(tmp_path / 'fsdp' / 'checkpoint.pth')['epoch'] == 3

@@ -39,7 +39,8 @@ epochs = 800
 batch_size = 2048                # global; kept on any number of GPUs
 micro_batch_size = None          # per device and step; None = batch_size / number of GPUs
 eval_batch_size = None
-train = dict(amp='bf16', compile=False, checkpoint_interval=1, checkpoint_steps=0, eval_interval=1, save_best=True)
+train = dict(amp='bf16', compile=False, fsdp=False, checkpoint_interval=1, checkpoint_steps=0, eval_interval=1,
+             save_best=True)
 seed = 0
 device = 'auto'
 output_dir = None                # default: outputs/<config name>
