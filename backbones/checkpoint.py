@@ -19,6 +19,7 @@ import pickle
 import re
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -49,8 +50,12 @@ def _numpy_data_globals() -> list:
 SAFE_GLOBALS = [argparse.Namespace] + _numpy_data_globals()
 
 
-def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_location: Any = 'cpu') -> Any:
-    """Read a `.pth`/`.pt`/`.bin` (torch) or `.safetensors` file without executing pickled code."""
+def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_location: Any = 'cpu',
+              mmap: bool = False) -> Any:
+    """Read a `.pth`/`.pt`/`.bin` (torch) or `.safetensors` file without executing pickled code.
+
+    mmap: map a zip-format torch file instead of reading it, so that only the tensors used are read from disk.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'{path}: no such checkpoint file')
@@ -60,11 +65,12 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
             return load_safetensors(str(path), device=str(map_location))
         except Exception as e:  # safetensors raises its own error types
             raise CheckpointError(f'{path}: not a readable safetensors file ({e})') from None
+    mmap = mmap and zipfile.is_zipfile(path)  # the legacy (non-zip) format cannot be mapped
     try:
         if allow_pickle:
-            return torch.load(path, map_location=map_location, weights_only=False)
+            return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r'GLOBAL (\S+)', str(e))
         if not found:  # not a pickle at all, or a damaged one
@@ -113,6 +119,13 @@ def save_file(obj: Any, path: str | os.PathLike) -> Path:
 _STATE_KEYS = ('model', 'state_dict', 'model_ema', 'module', 'net')
 _PREFIXES = ('module.', '_orig_mod.', 'backbone.', 'model.', 'encoder.')
 _OFFICIAL_RENAMES = [(re.compile(r'\.gamma_1$'), '.ls1.gamma'), (re.compile(r'\.gamma_2$'), '.ls2.gamma')]
+
+
+def official_to_timm_name(key: str) -> str:
+    """Official DeiT III LayerScale names (`blocks.i.gamma_1`) -> ours and timm's (`blocks.i.ls1.gamma`)."""
+    for pattern, repl in _OFFICIAL_RENAMES:
+        key = pattern.sub(repl, key)
+    return key
 
 
 def extract_state_dict(ckpt: Any, source: str = 'checkpoint') -> Dict[str, Tensor]:
@@ -180,12 +193,7 @@ def convert_state_dict(sd: Dict[str, Tensor], model: nn.Module, notes: Optional[
     notes = [] if notes is None else notes
     own = model.state_dict()
     sd = _strip_prefixes(dict(sd), set(own))
-    renamed = {}
-    for k, v in sd.items():
-        new = k
-        for pattern, repl in _OFFICIAL_RENAMES:
-            new = pattern.sub(repl, new)
-        renamed[new] = v
+    renamed = {official_to_timm_name(k): v for k, v in sd.items()}
     if renamed.keys() != sd.keys():
         notes.append('official DeiT III names (gamma_1/gamma_2) mapped to ls1.gamma/ls2.gamma')
     sd = renamed

@@ -12,10 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import FORMAT, HEAD_KEYS, VERSION, CheckpointError, extract_state_dict, load_file, save_file
+from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, extract_state_dict, load_file,
+                         official_to_timm_name, save_file)
 
 _PREFIXES = ('module.', '_orig_mod.')
-_RENAMES = (('.gamma_1', '.ls1.gamma'), ('.gamma_2', '.ls2.gamma'))
 
 
 def export_backbone(src: str | Path, dst: str | Path, *, keep_head: bool = False, allow_pickle: bool = False) -> dict:
@@ -25,9 +25,7 @@ def export_backbone(src: str | Path, dst: str | Path, *, keep_head: bool = False
     for key, value in sd.items():
         for prefix in _PREFIXES:
             key = key.removeprefix(prefix)
-        for old, new in _RENAMES:
-            if key.endswith(old):
-                key = key[:-len(old)] + new
+        key = official_to_timm_name(key)
         if keep_head or not HEAD_KEYS.match(key):
             out[key] = value.detach().cpu().contiguous()
     meta = {k: ckpt[k] for k in ('model_name', 'img_size') if isinstance(ckpt, dict) and k in ckpt}

@@ -19,11 +19,8 @@ from typing import Optional
 if __package__ in (None, ''):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
 import backbones  # noqa: E402
 from backbones import CheckpointError  # noqa: E402
-from backbones.checkpoint import SAFE_GLOBALS  # noqa: E402
 from pretrain.config import parse  # noqa: E402
 from pretrain.data import DataError  # noqa: E402
 from pretrain.engine import TrainingError, run  # noqa: E402
@@ -34,18 +31,6 @@ import transfer.data  # noqa: E402,F401  (registers the transfer datasets)
 ARCH_KEYS = ('embed_dim', 'depth', 'num_heads', 'patch_size', 'mlp_ratio', 'qkv_bias', 'init_values', 'global_pool',
              'in_chans')
 DEFAULT_DROP_PATH = 0.1  # DeiT's rate, for checkpoints that do not state theirs
-
-
-def _read_checkpoint(path: str, allow_pickle: bool):
-    """The checkpoint, memory-mapped where possible: only the tensors we look at are read from disk."""
-    path = Path(path)
-    if path.suffix != '.safetensors' and path.is_file():
-        try:
-            with torch.serialization.safe_globals(SAFE_GLOBALS):
-                return torch.load(path, map_location='cpu', mmap=True, weights_only=not allow_pickle)
-        except Exception:  # not a zip-format file, or a refused global: the loader below says which
-            pass
-    return backbones.load_file(path, allow_pickle=allow_pickle)
 
 
 def resolve_model(cfg, ckpt, path) -> None:
@@ -87,7 +72,8 @@ def prepare(cfg) -> None:
     if not cfg.get('output_dir'):
         cfg.output_dir = str(Path('outputs') / f'transfer_{Path(cfg.config_file).stem}')
     source = cfg.get('finetune') or _resume_path(cfg)
-    ckpt = _read_checkpoint(source, bool(cfg.get('allow_pickle'))) if source else None
+    # memory-mapped: only the few entries we look at are read from disk
+    ckpt = backbones.load_file(source, allow_pickle=bool(cfg.get('allow_pickle')), mmap=True) if source else None
     resolve_model(cfg, ckpt, source)
 
 
