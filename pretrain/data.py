@@ -231,17 +231,18 @@ def imagenet(cfg: dict) -> Splits:
     return Splits(train, val, len(train.classes), extra)
 
 
-class DigitsDataset(Dataset):
-    """scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package): the demo's data."""
+class ArrayDataset(Dataset):
+    """Images held in one uint8 array, (N, H, W) grey or (N, H, W, 3) RGB: digits, CIFAR."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = images, labels
+    def __init__(self, images: np.ndarray, targets: np.ndarray, classes: Optional[List[str]] = None):
+        self.images, self.classes = images, classes
+        self.targets = np.asarray(targets, dtype=np.int32)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.targets)
 
     def __getitem__(self, i: int) -> Tuple[Image.Image, int]:
-        return Image.fromarray(self.images[i]).convert('RGB'), int(self.labels[i])
+        return Image.fromarray(self.images[i]).convert('RGB'), int(self.targets[i])
 
 
 @register_dataset('digits')
@@ -257,7 +258,8 @@ def digits(cfg: dict) -> Splits:
     images, labels = images[keep], np.searchsorted(np.asarray(sorted(classes)), labels[keep])
     tr_x, va_x, tr_y, va_y = train_test_split(images, labels, test_size=cfg.get('val_fraction', 0.2),
                                               stratify=labels, random_state=0)
-    return Splits(DigitsDataset(tr_x, tr_y), DigitsDataset(va_x, va_y), len(classes))
+    # scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package): the demo's data
+    return Splits(ArrayDataset(tr_x, tr_y), ArrayDataset(va_x, va_y), len(classes))
 
 
 # -- transforms -------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pretrain.data import DataError, PackedPaths, Splits, load_rgb, register_dataset
+from pretrain.data import ArrayDataset, DataError, PackedPaths, Splits, load_rgb, register_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +51,6 @@ class ImageListDataset(Dataset):
 
     def __getitem__(self, i: int) -> Tuple[Image.Image, int]:
         return load_rgb(self.path(i)), int(self.targets[i])
-
-
-class ArrayDataset(Dataset):
-    """Images held in one (N, H, W, 3) uint8 array (CIFAR)."""
-
-    def __init__(self, images: np.ndarray, targets: np.ndarray, classes: List[str]):
-        self.images, self.classes = images, classes
-        self.targets = np.asarray(targets, dtype=np.int32)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> Tuple[Image.Image, int]:
-        return Image.fromarray(self.images[i]), int(self.targets[i])
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
