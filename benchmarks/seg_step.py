@@ -22,12 +22,10 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import segmentation  # noqa: E402,F401  (compatibility layer before mmseg.models)
+from benchmarks.common import SavedForBackward, device_name, timed  # noqa: E402
 from segmentation.complexity import versions  # noqa: E402
 
 MMSEG_CONFIG = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
@@ -91,41 +90,10 @@ def state_bytes(model, optim_wrapper) -> int:
 
 def saved_activation_bytes(model, batch) -> int:
     """Bytes of the distinct storages autograd saves for backward in one forward (parameters excluded)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: Dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedForBackward(model) as saved:
         data = model.data_preprocessor(batch, True)
         model._run_forward(data, mode='loss')
-    return sum(seen.values())
-
-
-def timed(fn: Callable[[], None], device: str) -> float:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def device_name(device: str) -> str:
-    if device.startswith('cuda'):
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return f'{line.split(":", 1)[1].strip()} ({torch.get_num_threads()} threads)'
-    except OSError:
-        pass
-    return f'{platform.processor() or "cpu"} ({torch.get_num_threads()} threads)'
+    return saved.bytes
 
 
 def run(args) -> dict:
@@ -143,7 +111,7 @@ def run(args) -> dict:
             if args.device.startswith('cuda'):
                 torch.cuda.reset_peak_memory_stats(args.device)
             with autocast:
-                t = timed(lambda: model.train_step(batch, ow), args.device)
+                t = timed(lambda: model.train_step(batch, ow), args.device.startswith('cuda'))['time']
             if rnd >= args.warmup:
                 times[name].append(t)
             if args.device.startswith('cuda'):
@@ -168,7 +136,7 @@ def run(args) -> dict:
     for row in results.values():
         row['time_ratio_vs_mmseg'] = round(row['step_s_median'] / ref['step_s_median'], 3)
         row['memory_ratio_vs_mmseg'] = round(row[mem_key] / ref[mem_key], 3)
-    return dict(meta=dict(date=datetime.datetime.now().isoformat(timespec='seconds'), device=device_name(args.device),
+    return dict(meta=dict(date=datetime.datetime.now().isoformat(timespec='seconds'), device=device_name(torch.device(args.device)),
                           device_type=args.device, versions=versions(), crop=args.crop, batch=args.batch,
                           steps=args.steps, warmup=args.warmup, amp_bf16=args.amp,
                           load_average_before_after=[load_before,
