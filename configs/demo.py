@@ -8,7 +8,7 @@ model = dict(name='vit_t', embed_dim=96, depth=6, num_heads=3, patch_size=4, dro
 input_size = 16
 data = dict(type='digits', path=None, classes=[0, 1, 2, 3, 4], val_split='val', num_workers=2, repeated_aug=1,
             train_transform=dict(crop='rrc', rrc_scale=(0.5, 1.0), hflip=0.0, three_augment=False, color_jitter=0.3),
-            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), num_train_images=None)   # size known only from the reader
 mixup = dict(mixup_alpha=0.0, cutmix_alpha=0.0)   # too strong for 16x16 digits and a short run
 optimizer = dict(type='lamb', lr=1e-2, weight_decay=0.02)
 schedule = dict(warmup_epochs=3, min_lr=1e-5)

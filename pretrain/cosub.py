@@ -18,6 +18,21 @@ from torch import Tensor
 LOSSES = ('bce', 'ce')
 
 
+class LossConfigError(ValueError):
+    """A loss configuration that would train something other than what it says."""
+
+
+def check_loss_config(loss_type: str, label_smoothing: float) -> None:
+    """Refuse `loss.type='bce'` with `loss.label_smoothing > 0`: the BCE recipe binarises the target (> 0), so
+    smoothing would make every class a positive. DeiT III's BCE runs use --smoothing 0.0."""
+    if loss_type not in LOSSES:
+        raise LossConfigError(f'loss.type={loss_type!r}: expected one of {LOSSES}')
+    if loss_type == 'bce' and label_smoothing > 0:
+        raise LossConfigError(f"loss.type='bce' with loss.label_smoothing={label_smoothing}: BCE binarises its "
+                              "targets, so smoothing would make every class positive; set loss.label_smoothing=0 "
+                              "(DeiT III's BCE recipe) or loss.type='ce'")
+
+
 def _label_loss(logits: Tensor, target: Tensor, loss: str) -> Tensor:
     if loss == 'bce':
         # DeiT III BCE recipe: every class present in the mixed target counts as positive.

@@ -16,14 +16,20 @@ data = dict(
     v2_path=None,                # ImageNet-v2 folder (class folders 0..999), evaluated when given
     real_path=None,              # ImageNet-ReaL real.json, evaluated on val when given
     index_cache=None,            # folder for the cached file index (default ~/.cache/cosub)
+    num_train_images=1281167,    # ImageNet-1k train (ILSVRC-2012); used by --dry-run for steps per epoch only
     num_workers=10,
     repeated_aug=3,
     train_transform=dict(crop='rrc', rrc_scale=(0.08, 1.0), hflip=0.5, three_augment=True, color_jitter=0.3),
     eval_crop_ratio=1.0,
+    mean=(0.485, 0.456, 0.406),  # ImageNet RGB mean/std as DeiT III normalises (timm IMAGENET_DEFAULT_*)
+    std=(0.229, 0.224, 0.225),
+    backend='pil',               # 'pil': workers decode (PIL, JPEG draft) and crop; 'dali': NVIDIA DALI decodes
+                                 # and crops on the GPU (pip install nvidia-dali-cuda120). Both feed
+                                 # pretrain/augment.py (3-Augment, jitter, normalisation on the device)
     max_bad_fraction=0.001,      # unreadable images are skipped and counted; above this share the run stops
 )
 mixup = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode='batch')
-loss = dict(type='bce', label_smoothing=0.0)
+loss = dict(type='bce', label_smoothing=0.0)   # BCE on ImageNet-1k (supplement A.1; DeiT III --bce-loss --smoothing 0.0)
 cosub = dict(enabled=True, num_submodels=2, lam=0.5, soft=True)
 optimizer = dict(
     type='lamb',
@@ -32,13 +38,16 @@ optimizer = dict(
     base_batch_size=2048,
     weight_decay=0.02,
     clip_grad=1.0,
-    layer_decay=None,
+    layer_decay=None,            # LayerDecay LD (fine-tuning only; supplement Table A.1 per size)
+    layer_decay_lr_mult=2.0,     # C_LD of supplement eq. A.2: the LR is doubled when layer_decay is set
+    eps=1e-8,                    # DeiT III main.py --opt-eps default, passed to its LAMB (timm's own default is 1e-6)
 )
 schedule = dict(sched='cosine', warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5)
 epochs = 800
 batch_size = 2048                # global; kept on any number of GPUs
 micro_batch_size = None          # per device and step; None = batch_size / number of GPUs
 eval_batch_size = None
+dry_run = dict(gpus=8)           # --dry-run: GPUs to split the batch over (the paper's count where a config states one)
 train = dict(amp='bf16', compile=False, fsdp=False, checkpoint_interval=1, checkpoint_steps=0, eval_interval=1,
              save_best=True)
 seed = 0

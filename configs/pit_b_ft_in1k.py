@@ -1,0 +1,5 @@
+# pit_b: 50-epoch ImageNet-1k fine-tuning of pit_b_in21k with cosub (Table B.1 / Table 12: 85.8 / v2 76.8).
+# The ViTs' fine-tuning recipe without LayerDecay: supplement Table A.1 gives LD only for ViTs, so C_LD = 1.
+_base_ = ['./_base_/finetune_in1k.py']
+model = dict(name='pit_b_224', drop_path_rate=0.15)   # the pre-training tau (pit_b_in21k.py)
+optimizer = dict(layer_decay=None)   # no LayerDecay (see above): eq. A.2 with C_LD = 1
