@@ -71,6 +71,9 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
             overrides['allow_pickle'] = True
         overrides.update(args.cfg_options or {})
         cfg.merge_from_dict(overrides)
+    if cfg.get('loss') is not None:  # BCE with label smoothing silently trains on all-positive targets
+        from pretrain.cosub import check_loss_config
+        check_loss_config(cfg.loss.type, cfg.loss.label_smoothing)
     cfg.config_file = str(path)
     return cfg
 
@@ -87,4 +90,8 @@ def parse(argv: Optional[Sequence[str]] = None, description: str = '', subdir: s
         path = find_config(getattr(args, dest), subdir)
     except FileNotFoundError as e:
         parser.error(str(e))
-    return load_config(path, args)
+    from pretrain.cosub import LossConfigError
+    try:
+        return load_config(path, args)
+    except LossConfigError as e:  # one line, exit 2, like any other bad command line
+        parser.error(str(e))
