@@ -9,6 +9,7 @@ from .esd import (drop_add_residual, effective_drop_rate, esd_report, keep_count
                   stochastic_depth_blocks, StochasticDepthBlock)
 from .factory import create_model, is_model, list_models, register_model
 from . import vit  # noqa: F401  (registers vit_t ... vit_h)
+from . import timm_registry  # noqa: F401  (registers cosub_vit_* in timm: timm.create_model('cosub_vit_base_patch16_224'))
 from .optim import layer_decay_param_groups, param_layer_ids
 
 __all__ = [

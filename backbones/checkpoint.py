@@ -55,8 +55,10 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
     """Read a `.pth`/`.pt`/`.bin` (torch) or `.safetensors` file without executing pickled code.
 
     mmap: map a zip-format torch file instead of reading it, so that only the tensors used are read from disk.
+    `path` may also be 'hf-hub:<owner>/<repo>[@rev]' or 'local-dir:<folder>' (backbones.hub).
     """
-    path = Path(path)
+    from .hub import resolve_source
+    path = Path(resolve_source(path))
     if not path.is_file():
         raise CheckpointError(f'{path}: no such checkpoint file')
     if path.suffix == '.safetensors':

@@ -1,16 +1,32 @@
-"""Convert a trained classifier checkpoint into a backbone-only one (no head, no training state).
+"""Export a trained checkpoint: a backbone-only file, or a Hugging Face Hub folder that timm loads by itself.
 
     python -m backbones.export_backbone outputs/vit_b/checkpoint.pth vit_b_backbone.pth
     python -m backbones.export_backbone deit_3_base_224_1k.pth vit_b_backbone.safetensors
+    cosub-export-backbone outputs/vit_b/checkpoint.pth --hub-dir hub/cosub_vit_b
 
-Reads every format `backbones.load_checkpoint` reads; writes our format (`.pth`, loads with weights_only=True)
-or `.safetensors`, with official DeiT III names mapped to ours.
+A file export (DST) strips the head and training state; it reads every format `backbones.load_checkpoint` reads
+and writes our format (`.pth`, loads with weights_only=True) or `.safetensors`, official DeiT III names mapped.
+
+A Hub export (--hub-dir) writes `model.safetensors`, `config.json` in timm's format and a model card `README.md`
+(training config, the evaluation numbers of the run's `log.jsonl`, citation). The architecture it names is timm's
+own `deit3_*` (our ViTs have timm's parameter names and computation; shapes that differ from the named size go
+into `model_args`), checked by comparing the two models' outputs, so that in any Python with timm:
+    timm.create_model('local-dir:hub/cosub_vit_b', pretrained=True)      # or 'hf-hub:<you>/<repo>' once uploaded
+Upload with `huggingface_hub.upload_folder(repo_id=..., folder_path='hub/cosub_vit_b')`. The head is kept
+(`timm.create_model(..., num_classes=0)` drops it).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+import timm
 
 from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, extract_state_dict, load_file,
                          official_to_timm_name, save_file)
@@ -37,14 +53,195 @@ def export_backbone(src: str | Path, dst: str | Path, *, keep_head: bool = False
     return dict(tensors=len(out), dropped=len(sd) - len(out), **meta)
 
 
+# -- Hugging Face Hub folder ------------------------------------------------------------------------------------
+TIMM_SIZES = {'vit_s': 'small', 'vit_m': 'medium', 'vit_b': 'base', 'vit_l': 'large', 'vit_h': 'huge'}
+# Constructor arguments of our ViT that fix the weights' shapes or the computation; timm's ViT takes the same names.
+ARCH_KEYS = ('embed_dim', 'depth', 'num_heads', 'patch_size', 'mlp_ratio', 'qkv_bias', 'global_pool', 'in_chans')
+CITATION = """@inproceedings{touvron2023cosub,
+  title     = {Co-training $2^L$ Submodels for Visual Recognition},
+  author    = {Touvron, Hugo and Cord, Matthieu and Oquab, Maxime and Bojanowski, Piotr and Verbeek, Jakob and
+               J{\\'e}gou, Herv{\\'e}},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2023}
+}"""
+
+
+def timm_architecture(model_name: str, model_args: dict, img_size: int) -> tuple:
+    """(timm architecture, its model_args) with the same weights as our `model_name` built with `model_args`.
+
+    Our ViTs -> timm's `deit3_<size>_patch<p>_<res>` (the nearest one: other shapes and resolutions are passed as
+    model_args); a timm architecture trained here keeps its own name.
+    """
+    from .vit import VIT_ARCHS
+    if model_name not in VIT_ARCHS:
+        return model_name, dict(model_args, img_size=img_size) if img_size else dict(model_args)
+    embed_dim, depth, num_heads, patch_size = VIT_ARCHS[model_name]
+    shape = dict(dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size), **model_args)
+    size = TIMM_SIZES.get(model_name, 'small')  # vit_t: DeiT III has no tiny; small with our shape in model_args
+    name = f'deit3_{size}_patch{shape["patch_size"]}_{img_size}'
+    if not timm.is_model(name):
+        name = next(n for n in (f'deit3_{size}_patch{shape["patch_size"]}_224', f'deit3_{size}_patch16_224')
+                    if timm.is_model(n))
+    reference = VIT_ARCHS[{v: k for k, v in TIMM_SIZES.items()}[size]]
+    defaults = dict(zip(('embed_dim', 'depth', 'num_heads', 'patch_size'), reference), mlp_ratio=4.0, qkv_bias=True,
+                    global_pool='token', in_chans=3)
+    args = {k: v for k, v in shape.items() if v != defaults[k]}
+    if args.get('global_pool') == 'avg':
+        args['fc_norm'] = False  # ours pools after the final norm; timm's default for 'avg' is a norm after pooling
+    if int(name.rsplit('_', 1)[1]) != img_size:
+        args['img_size'] = img_size
+    return name, args
+
+
+def _vit_patch(model_name: str):
+    from .vit import VIT_ARCHS
+    return VIT_ARCHS[model_name][3] if model_name in VIT_ARCHS else None
+
+
+def _eval_numbers(src: Path) -> tuple:
+    """(last record, best val_top1 record) of the log.jsonl next to the checkpoint, or (None, None)."""
+    log = src.parent / 'log.jsonl'
+    if not log.is_file():
+        return None, None
+    records = []
+    for n, line in enumerate(log.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise CheckpointError(f'{log}:{n}: not a JSON line; expected one record per epoch') from None
+    with_top1 = [r for r in records if isinstance(r.get('val_top1'), (int, float))]
+    return (records[-1] if records else None), (max(with_top1, key=lambda r: r['val_top1']) if with_top1 else None)
+
+
+def _model_card(src: Path, architecture: str, model_args: dict, model_name: str, num_classes: int, config: dict,
+                img_size: int) -> str:
+    last, best = _eval_numbers(src)
+    metric_keys = ('epoch', 'val_top1', 'val_top5', 'val_loss', 'v2_top1', 'v2_top5', 'real_top1', 'real_top5')
+    lines = ['---', 'library_name: timm', 'license: apache-2.0', 'tags:', '- image-classification', '- timm',
+             '- cosub', '---', '', f'# {model_name} trained with cosub', '',
+             f'A DeiT III Vision Transformer (`{model_name}`, {img_size}x{img_size}, {num_classes} classes) trained '
+             'with submodel co-training (cosub) and efficient stochastic depth, exported from '
+             f'`{src.name}` by `cosub-export-backbone`. Architecture in timm: `{architecture}`'
+             + (f' with `{json.dumps(model_args)}`.' if model_args else '.'), '',
+             '## Use', '', '```python', 'import timm',
+             "model = timm.create_model('hf-hub:<owner>/<repo>', pretrained=True)  # or 'local-dir:<this folder>'",
+             'model.eval()', 'config = timm.data.resolve_data_config({}, model=model)',
+             'transform = timm.data.create_transform(**config)', '```', '', '## Evaluation', '']
+    if last is None:
+        lines.append(f'No `log.jsonl` next to `{src.name}`: no evaluation numbers recorded.')
+    else:
+        lines += ['| record | ' + ' | '.join(k for k in metric_keys if k in last) + ' |',
+                  '|---|' + '---|' * sum(k in last for k in metric_keys)]
+        for title, record in (('last epoch', last), ('best val_top1', best)):
+            if record is not None:
+                lines.append(f'| {title} | ' + ' | '.join(f'{record[k]:.4g}' if isinstance(record.get(k), float)
+                                                         else str(record.get(k, '')) for k in metric_keys
+                                                         if k in last) + ' |')
+        lines += ['', f'From `{src.parent.name}/log.jsonl` of the run: top-1/top-5 in % on the validation data of '
+                  'the configuration below.']
+    lines += ['', '## Training configuration', '', '```json', json.dumps(config, indent=1, sort_keys=True,
+                                                                          default=str), '```',
+              '', '## Citation', '', '```bibtex', CITATION, '```', '']
+    return '\n'.join(lines)
+
+
+def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str | None = None,
+                      allow_pickle: bool = False) -> dict:
+    """Write `hub_dir` (which must not exist, or be empty) with model.safetensors, config.json and README.md."""
+    import torch
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    from timm.models._hub import save_config_for_hf
+
+    from .checkpoint import load_checkpoint
+    from .factory import create_model
+
+    src, hub_dir = Path(src), Path(hub_dir)
+    if hub_dir.exists() and (not hub_dir.is_dir() or any(hub_dir.iterdir())):
+        raise CheckpointError(f'--hub-dir {hub_dir}: exists and is not an empty folder; nothing is overwritten, '
+                              'give a new folder')
+    ckpt = load_file(src, allow_pickle=allow_pickle, mmap=True)
+    sd = extract_state_dict(ckpt, str(src))
+    config = ckpt.get('config') or {}
+    model_name = model_name or ckpt.get('model_name')
+    if not model_name:
+        raise CheckpointError(f'{src} does not name its architecture (not one of our training checkpoints); '
+                              'pass --model NAME (e.g. vit_b)')
+    model_cfg = config.get('model') or {}
+    model_args = {k: model_cfg[k] for k in ARCH_KEYS if model_cfg.get(k) is not None}
+    img_size = ckpt.get('img_size') or config.get('input_size')
+    if img_size is None and 'pos_embed' in sd:  # a file without our metadata: the trained grid tells the size
+        patch = model_args.get('patch_size') or _vit_patch(model_name)
+        img_size = math.isqrt(sd['pos_embed'].shape[1]) * patch if patch else None
+    if img_size is None:
+        raise CheckpointError(f'{src} states no input size (not one of our training checkpoints)')
+    img_size = int(img_size)
+    head = next((v for k, v in sd.items() if HEAD_KEYS.match(k) and k.endswith('weight')), None)
+    num_classes = int(head.shape[0]) if head is not None else 0
+
+    ours = create_model(model_name, num_classes=num_classes, img_size=img_size, **model_args).eval()
+    load_checkpoint(ours, src, strict=True, allow_pickle=allow_pickle)
+    architecture, timm_args = timm_architecture(model_name, model_args, img_size)
+    theirs = timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_args).eval()
+    try:
+        theirs.load_state_dict(ours.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f'{src}: the weights do not fit timm\'s {architecture} {timm_args}: '
+                              f'{str(e).splitlines()[0]}') from None
+    x = torch.randn(1, model_args.get('in_chans', 3), img_size, img_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = ours(x), theirs(x)
+    if not torch.allclose(a, b, rtol=1e-4, atol=1e-4):
+        raise CheckpointError(f'{src}: timm\'s {architecture} {timm_args} computes something else from these weights '
+                              f'(largest output difference {(a - b).abs().max().item():.3g})')
+
+    data = config.get('data') or {}
+    if 'mean' in data:
+        mean, std = tuple(data['mean']), tuple(data['std'])
+    else:  # the training pipeline's default normalisation (pretrain/data.py: ImageNet's, as timm's)
+        mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    data_config = dict(input_size=(model_args.get('in_chans', 3), img_size, img_size), interpolation='bicubic',
+                       mean=mean, std=std, crop_mode='center',
+                       # a checkpoint without our config: DeiT III's evaluation crop (ratio 1.0) as our base config
+                       crop_pct=float(data['eval_crop_ratio']) if 'eval_crop_ratio' in data else 1.0)
+
+    hub_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{hub_dir.name}.', dir=hub_dir.parent))
+    try:  # written in a temporary folder, then renamed: an interrupted export leaves no half folder
+        save_file({k: v.detach().contiguous() for k, v in theirs.state_dict().items()}, tmp / 'model.safetensors')
+        # tag: the name timm gives these weights ('fb_in1k' would be inherited from the DeiT III config)
+        save_config_for_hf(theirs, tmp / 'config.json', data_config=data_config,
+                           model_config=dict(pretrained_cfg=dict(tag='cosub')))
+        (tmp / 'README.md').write_text(_model_card(src, architecture, timm_args, model_name, num_classes, config,
+                                                   img_size))
+        for path in [tmp] + list(tmp.iterdir()):  # temporary files are private; the folder is for sharing
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.replace(tmp, hub_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dict(architecture=architecture, model_args=timm_args, num_classes=num_classes, tensors=len(sd))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('src', help='checkpoint to convert (ours, official DeiT III, timm, .safetensors)')
-    p.add_argument('dst', help='output file: .pth (our format) or .safetensors')
-    p.add_argument('--keep-head', action='store_true', help='keep the classifier head')
+    p.add_argument('dst', nargs='?', help='output file: .pth (our format) or .safetensors')
+    p.add_argument('--hub-dir', help='write a Hugging Face Hub folder here instead (config.json, model.safetensors, '
+                   'README.md), which timm loads as local-dir:DIR')
+    p.add_argument('--model', help='architecture of a checkpoint that does not name it (--hub-dir only)')
+    p.add_argument('--keep-head', action='store_true', help='keep the classifier head (a Hub folder always keeps it)')
     p.add_argument('--allow-pickle', action='store_true', help='allow a source that needs pickled code (trusted only)')
     args = p.parse_args(argv)
+    if (args.dst is None) == (args.hub_dir is None):
+        p.error('give either DST (a file) or --hub-dir DIR')
     try:
+        if args.hub_dir:
+            info = export_hub_folder(args.src, args.hub_dir, model_name=args.model, allow_pickle=args.allow_pickle)
+            print(f'wrote {args.hub_dir}: config.json ({info["architecture"]}, {info["num_classes"]} classes'
+                  + (f', model_args {info["model_args"]}' if info['model_args'] else '')
+                  + '), model.safetensors, README.md')
+            return
         info = export_backbone(args.src, args.dst, keep_head=args.keep_head, allow_pickle=args.allow_pickle)
     except CheckpointError as e:
         sys.exit(f'error: {e}')

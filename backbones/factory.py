@@ -58,7 +58,8 @@ def create_model(name: str, *, num_classes: int = 1000, img_size: Optional[int] 
             model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_path_rate=0.0, **kwargs)
         except TypeError as e:  # an argument this architecture's constructor does not take (e.g. img_size for a CNN)
             raise ValueError(f'create_model({name!r}): {e}') from None
-        adapt_timm_model(model)
+        if not stochastic_depth_blocks(model):  # our cosub_vit_* names in timm's registry are ESD models already
+            adapt_timm_model(model)
     else:
         raise ValueError(f'unknown model {name!r}: expected one of {list_models()} or a timm model name')
     if not stochastic_depth_blocks(model):

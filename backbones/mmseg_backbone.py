@@ -102,13 +102,10 @@ class CosubViT(VisionTransformer, BaseModule):
                 or out_indices[-1] >= depth:
             raise ValueError(f'CosubViT: out_indices={out_indices}: expected increasing block indices in '
                              f'[0, {depth - 1}] for {arch}')
-        if out_indices[-1] < depth - 1:  # blocks after the last output would get no gradient (DDP errors)
-            del self.blocks[out_indices[-1] + 1:]
-            self.depth = out_indices[-1] + 1
+        # Blocks after the last output would get no gradient (DDP errors); features are taken before the final
+        # norm (as BEiT / XCiT / DeiT III UperNet), so it goes too: no parameter is left unused.
+        self.prune_intermediate_layers(list(out_indices), prune_norm=True, prune_head=True)
         self.out_indices = out_indices
-        # Features are taken before the final norm (as BEiT / XCiT / DeiT III UperNet); drop it so that no
-        # parameter goes unused.
-        self.norm = nn.Identity()
         d = self.embed_dim
         self.fpn = nn.ModuleList([
             nn.Sequential(nn.ConvTranspose2d(d, d, 2, 2), nn.BatchNorm2d(d), nn.GELU(), nn.ConvTranspose2d(d, d, 2, 2)),
@@ -130,7 +127,7 @@ class CosubViT(VisionTransformer, BaseModule):
         (ph, pw), (h, w) = self.patch_size, x.shape[-2:]
         if h % ph or w % pw:
             x = F.pad(x, (0, -w % pw, 0, -h % ph))
-        features = self.get_intermediate_layers(x, self.out_indices, norm=False)
+        features = self.forward_intermediates(x, list(self.out_indices), norm=False, intermediates_only=True)
         if self.fpn is not None:
             features = [level(f) for level, f in zip(self.fpn, features)]
         return tuple(features)

@@ -9,11 +9,12 @@ interpolated to the patch grid of the input (fine-tuning at another resolution, 
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
 from .esd import StochasticDepthBlock
@@ -80,6 +81,9 @@ class VisionTransformer(nn.Module):
         self.norm = LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         trunc_normal_(self.pos_embed, std=0.02)
+        # timm's feature metadata (features_only=True, FeatureGetterNet): every block, at the patch stride
+        self.feature_info = [dict(module=f'blocks.{i}', num_chs=embed_dim, reduction=self.patch_embed.patch_size[0])
+                             for i in range(depth)]
         trunc_normal_(self.cls_token, std=0.02)
         self.apply(_init_weights)
 
@@ -111,21 +115,48 @@ class VisionTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def get_intermediate_layers(self, x: Tensor, indices: Sequence[int], norm: bool = False) -> List[Tensor]:
-        """Patch features after the given blocks (0-based), as (B, C, H, W) maps, for dense prediction."""
+    # -- dense features (timm's interface: timm.models.vision_transformer.VisionTransformer) ---------------------
+    def forward_intermediates(self, x: Tensor, indices: Optional[int | List[int]] = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = 'NCHW', intermediates_only: bool = False
+                              ) -> List[Tensor] | Tuple[Tensor, List[Tensor]]:
+        """Outputs of the blocks `indices` (the last n blocks for an int, all for None), as timm's ViTs.
+
+        Returns the patch tokens of each (class token removed) as (B, C, H, W) maps ('NCHW') or (B, HW, C)
+        ('NLC'), after the final norm when `norm`; with `intermediates_only=False`, `(norm(final tokens), maps)`.
+        """
+        if output_fmt not in ('NCHW', 'NLC'):
+            raise ValueError(f"output_fmt={output_fmt!r}: expected 'NCHW' or 'NLC'")
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
         x = self.patch_embed(x)
         B, H, W, _ = x.shape
         x = self._pos_embed(x)
-        wanted, outs = set(indices), {}
-        for i, block in enumerate(self.blocks[:max(indices) + 1]):
+        intermediates = []
+        for i, block in enumerate(self.blocks[:max_index + 1] if stop_early else self.blocks):
             x = block(x)
-            if i in wanted:
-                y = self.norm(x) if norm else x
-                outs[i] = y[:, 1:].transpose(1, 2).reshape(B, -1, H, W)
-        return [outs[i] for i in indices]
+            if i in take_indices:
+                intermediates.append((self.norm(x) if norm else x)[:, 1:])
+        if output_fmt == 'NCHW':
+            intermediates = [y.reshape(B, H, W, -1).permute(0, 3, 1, 2).contiguous() for y in intermediates]
+        return intermediates if intermediates_only else (self.norm(x), intermediates)
+
+    def prune_intermediate_layers(self, indices: int | List[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """Remove the blocks after the last of `indices` (and the final norm / head): nothing goes unused."""
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        del self.blocks[max_index + 1:]
+        self.depth = len(self.blocks)
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return take_indices
 
     # -- training helpers ------------------------------------------------------------------------------------
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        if global_pool:  # timm's signature; '' or None keeps the pooling
+            if global_pool not in ('token', 'avg'):
+                raise ValueError(f"global_pool={global_pool!r}: expected 'token' or 'avg'")
+            self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
