@@ -1,9 +1,16 @@
 """Parameter groups: weight decay exclusions and layer-wise learning-rate decay (LayerDecay).
 
 Shared by pretraining, transfer and the MMSeg optimizer constructor, so that every task decays the same way.
-Convention (cosub supplement A.1): block l of L gets LD^(L - l), the final block, final norm and head get 1,
-the embeddings LD^L. No weight decay on biases, norms, LayerScale (all 1-D) and on the model's
-`no_weight_decay()` names (pos_embed, cls_token).
+Two conventions for the LayerDecay exponents (`convention`):
+- 'cosub' (default; cosub supplement A.1, "LR(l) = LD^(l-L) ... the LR of all layers is affected, except those
+  in the final block"): block l of L (1-based) gets LD^(L - l), so the final block, the final norm and the head
+  get 1 and the embeddings LD^L.
+- 'beit' (BEiT's and MMSeg's LayerDecayOptimizerConstructor: num_layers = L + 2, embeddings id 0, block i id
+  i + 1, the rest id L + 1, scale LD^(L + 1 - id)): block l gets LD^(L - l + 1), the final block LD, the
+  embeddings LD^(L + 1); head/neck 1. Every backbone LR is LD times the 'cosub' one, i.e. ours are 1/LD higher
+  (1.33x at LD 0.75 on ViT-B). Use it to run a BEiT/MMSeg recipe with its own LD value.
+No weight decay on biases, norms, LayerScale (all 1-D) and on the model's `no_weight_decay()` names
+(pos_embed, cls_token).
 """
 from __future__ import annotations
 
@@ -38,14 +45,21 @@ def no_weight_decay_names(model: nn.Module) -> set:
     return set(fn()) if callable(fn) else set()
 
 
+CONVENTIONS = ('cosub', 'beit')
+
+
 def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None,
-                             no_weight_decay: Iterable[str] = (), only: Optional[Iterable[str]] = None
-                             ) -> List[dict]:
+                             no_weight_decay: Iterable[str] = (), only: Optional[Iterable[str]] = None,
+                             convention: str = 'cosub') -> List[dict]:
     """Optimizer parameter groups with `weight_decay`, `lr_scale` (read by timm's schedulers) and names.
 
     only: if given, substrings of parameter names to train (others are frozen), e.g. ('.attn.', 'head.',
     'pos_embed') to fine-tune only the attention layers (and the new head) as DeiT III does for Flowers-102.
+    convention: 'cosub' or 'beit' layer ids (see the module docstring).
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f'layer decay convention {convention!r}: expected one of {CONVENTIONS}')
+    offset = 1 if convention == 'beit' else 0  # BEiT counts the final block one layer below the head
     skip_wd = no_weight_decay_names(model) | set(no_weight_decay)
     ids = param_layer_ids(model)
     last_block = _last_block_layer(model, ids)
@@ -58,7 +72,7 @@ def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay:
             continue
         no_wd = param.ndim <= 1 or name.endswith('.bias') or name in skip_wd
         layer = ids[name]
-        scale = layer_decay ** max(last_block - layer, 0) if layer_decay else 1.0
+        scale = layer_decay ** (last_block - layer + offset) if layer_decay and layer <= last_block else 1.0
         key = (layer if layer_decay else 0, no_wd)
         group = groups.setdefault(key, dict(params=[], names=[], lr_scale=scale,
                                             weight_decay=0.0 if no_wd else weight_decay))

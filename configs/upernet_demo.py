@@ -38,7 +38,18 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
-# The base's TTA pipeline (scale factors 0.5 ... 1.75 of the image, flips) is kept as it is.
+# The base's multi-scale test, relative to the demo's scale (the base's is relative to 2048x512).
+tta_scale = scale
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(int(scale[0] * r), int(scale[1] * r)), keep_ratio=True)
+         for r in [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]],   # the base's tta_ratios
+        [dict(type='RandomFlip', prob=0., direction='horizontal'),
+         dict(type='RandomFlip', prob=1., direction='horizontal')],
+        [dict(type='LoadAnnotations')],
+        [dict(type='PackSegInputs')]]),
+]
 # No loader worker processes: small CPU machines, tiny images.
 train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root, pipeline=train_pipeline))

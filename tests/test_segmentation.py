@@ -31,7 +31,12 @@ from backbones.mmseg_backbone import CosubViT, TimmBackbone, default_out_indices
 from segmentation.demo_data import make_ade_like, main as demo_data_main  # noqa: E402
 
 DEMO = ROOT / 'configs/upernet_demo.py'
-SIZES = {'s': ('vit_s', 384, 0.7, 0.05), 'b': ('vit_b', 768, 0.75, 0.1), 'l': ('vit_l', 1024, 0.8, 0.3)}
+# default recipe (XCiT's UperNet, thesis 6.3.5.2): no layer decay; drop-path XCiT-S12 / XCiT-M24 / BEiT-L
+SIZES = {'s': ('vit_s', 384, 1.0, 0.05), 'b': ('vit_b', 768, 1.0, 0.15), 'l': ('vit_l', 1024, 1.0, 0.2)}
+# named variants: (lr, weight decay, layer decay, convention, drop-path, inference)
+VARIANTS = {('b', 'beit'): (3e-5, 0.05, 0.9, 'beit', 0.1, 'slide'), ('l', 'beit'): (2e-5, 0.05, 0.95, 'beit', 0.2, 'slide'),
+            ('s', 'ld'): (1.2e-4, 0.01, 0.7, 'cosub', 0.05, 'whole'), ('b', 'ld'): (1.2e-4, 0.01, 0.75, 'cosub', 0.1, 'whole'),
+            ('l', 'ld'): (1.2e-4, 0.01, 0.8, 'cosub', 0.3, 'whole')}
 
 
 def env() -> dict:
@@ -70,6 +75,11 @@ def test_configs_state_the_recipe(size, suffix):
     assert cfg.optim_wrapper.constructor == 'segmentation.LayerDecayOptimWrapperConstructor'
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == ld
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    assert (cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay) == (6e-5, 0.01)
+    assert cfg.model.test_cfg.mode == 'whole'
+    # multi-scale test relative to 2048x512 (MMSeg 0.x), not to the image's own size
+    scales = [t['scale'] for t in cfg.tta_pipeline[1].transforms[0]]
+    assert scales == [(1024, 256), (1536, 384), (2048, 512), (2560, 640), (3072, 768), (3584, 896)]
     warmup, poly = cfg.param_scheduler
     assert (warmup.type, warmup.end, poly.type, poly.begin, poly.end) == ('LinearLR', 1500, 'PolyLR', 1500, 160000)
     assert cfg.train_cfg.max_iters == 160000 and cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
@@ -77,6 +87,16 @@ def test_configs_state_the_recipe(size, suffix):
     assert cfg.train_dataloader.dataset.type == 'ADE20KDataset' and cfg.val_evaluator.type == 'IoUMetric'
     assert cfg.tta_model.type == 'SegTTAModel' and cfg.tta_pipeline[1].type == 'TestTimeAug'
     assert 'segmentation' in cfg.custom_imports.imports
+
+
+@pytest.mark.parametrize('size,variant', sorted(VARIANTS))
+def test_named_variants(size, variant):
+    cfg = Config.fromfile(str(ROOT / f'configs/upernet_vit_{size}_cosub_{variant}.py'))
+    lr, wd, ld, convention, dpr, mode = VARIANTS[size, variant]
+    o = cfg.optim_wrapper
+    assert (o.optimizer.lr, o.optimizer.weight_decay) == (lr, wd)
+    assert (o.paramwise_cfg.layer_decay_rate, o.paramwise_cfg.layer_decay_convention) == (ld, convention)
+    assert (cfg.model.backbone.drop_path_rate, cfg.model.test_cfg.mode) == (dpr, mode)
 
 
 def test_default_out_indices():
@@ -127,10 +147,14 @@ def test_timm_backbone():
 
 
 # -- layer decay ----------------------------------------------------------------------------------------------------
-def test_layer_decay_groups():
+@pytest.mark.parametrize('convention', ['cosub', 'beit'])
+def test_layer_decay_groups(convention):
     model, cfg = build_demo_segmentor()
+    cfg.optim_wrapper.paramwise_cfg = dict(layer_decay_rate=0.75, layer_decay_convention=convention)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     lr, wd, ld = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay, 0.75
+    # BEiT / MMSeg ids put every backbone layer one step lower: the final block gets LD, not 1
+    extra = ld if convention == 'beit' else 1.0
     group_of = {}
     for group in wrapper.optimizer.param_groups:
         for name in group['names']:
@@ -140,6 +164,8 @@ def test_layer_decay_groups():
 
     def check(name, scale, decay):
         g = group_of[name]
+        if name.startswith('backbone.'):
+            scale *= extra
         assert g['lr'] == pytest.approx(lr * scale), name
         assert g['weight_decay'] == (wd if decay else 0.0), name
 
@@ -185,6 +211,9 @@ def test_layer_decay_bad_config():
         build_optim_wrapper(model, bad)
     bad.paramwise_cfg = dict(layer_decay_rate=1.5)
     with pytest.raises(ValueError, match='layer_decay_rate=1.5'):
+        build_optim_wrapper(model, bad)
+    bad.paramwise_cfg = dict(layer_decay_rate=0.75, layer_decay_convention='mmseg')
+    with pytest.raises(ValueError, match="layer_decay_convention='mmseg'"):
         build_optim_wrapper(model, bad)
 
     class Plain(torch.nn.Module):
