@@ -1,0 +1,59 @@
+"""Evaluation on every validation set (val, and v2 / ReaL when configured): top-1/top-5/loss summed over ranks."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .distributed import all_reduce_sum
+
+
+class Evaluation:
+    """Trainer methods that evaluate the model."""
+
+    @torch.no_grad()
+    def evaluate(self, name: str = 'val') -> dict:
+        loader = self.val_loaders[name]
+        ds = loader.dataset.base
+        real = getattr(ds, 'real_labels', None)
+        self.model.eval()
+        sums = [0.0] * 6  # correct@1, correct@5, loss, n, real correct, real n
+        from tqdm import tqdm
+        if self.fsdp:  # every forward pass gathers parameters from all ranks: all must run as many
+            most = torch.tensor([len(loader)], device=self.d.device if self.d.device.type == 'cuda' else 'cpu')
+            dist.all_reduce(most, op=dist.ReduceOp.MAX)  # before any forward pass, so the collectives pair up
+        for batch in tqdm(loader, desc=f'eval {name}', disable=not self.d.is_main, leave=False):
+            images, labels, index, _ = self._to_device(batch)
+            with self._autocast():
+                logits = self.model(images)
+            logits = logits.float()
+            top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            sums[0] += (top5[:, 0] == labels).sum().item()
+            sums[1] += (top5 == labels[:, None]).any(dim=1).sum().item()
+            sums[2] += F.cross_entropy(logits, labels, reduction='sum').item()
+            sums[3] += len(labels)
+            if real is not None:
+                for pred, i in zip(top5[:, 0].tolist(), index.tolist()):
+                    if real[i]:
+                        sums[4] += pred in real[i]
+                        sums[5] += 1
+        if self.fsdp:
+            blank = torch.zeros(1, 3, self.cfg.input_size, self.cfg.input_size, device=self.d.device)
+            with self._autocast():
+                for _ in range(int(most.item()) - len(loader)):
+                    self.model(blank)
+        c1, c5, loss, n, rc, rn = all_reduce_sum(sums, self.d)
+        out = {'top1': 100 * c1 / max(n, 1), 'top5': 100 * c5 / max(n, 1), 'loss': loss / max(n, 1), 'n': int(n)}
+        if real is not None:
+            out['real_top1'] = 100 * rc / max(rn, 1)
+        return out
+
+    def evaluate_all(self) -> dict:
+        record = {}
+        for name in self.val_loaders:
+            for k, v in self.evaluate(name).items():
+                if name == 'val' and k == 'real_top1':
+                    record['real_top1'] = v
+                else:
+                    record[f'{name}_{k}'] = v
+        return record

@@ -1,0 +1,83 @@
+"""The Trainer: builds everything from a config (builders.py), then `fit()` (loop.py) trains, evaluates
+(evaluation.py), logs and checkpoints (checkpointing.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from .. import data as data_lib
+from . import builders
+from .checkpointing import Checkpointing
+from .distributed import init_distributed, split_global_batch, wrap_model
+from .errors import TrainingError
+from .evaluation import Evaluation
+from .logs import setup_logging
+from .loop import TrainingLoop
+from .rng import seed_all
+
+
+class Trainer(TrainingLoop, Evaluation, Checkpointing):
+    """Builds everything from a config, then `fit()` trains, evaluates, logs and checkpoints."""
+
+    def __init__(self, cfg, splits: Optional[data_lib.Splits] = None):
+        self.cfg = cfg
+        self.d = init_distributed(cfg.get('device', 'auto'))
+        self.output_dir = Path(cfg.output_dir) if cfg.get('output_dir') else None
+        setup_logging(self.output_dir, self.d.is_main)
+        self.eval_only = bool(cfg.get('eval_only', False))
+        self.splits = splits or data_lib.build_splits(cfg.data)
+        if self.splits.train is None and not self.eval_only:
+            raise TrainingError('the dataset has no training split')
+        self.num_classes = self.splits.num_classes
+        self._setup_batching()
+        seed_all(cfg.seed)  # same initial weights on every rank
+        self.model = builders.build_model(cfg, self.num_classes, self.eval_only)
+        builders.check_esd_batch(self.model, self.micro_batch, self.num_submodels)
+        seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
+        self.model.to(self.d.device)
+        self.fsdp = bool(cfg.train.get('fsdp')) and self.d.enabled
+        self.train_model = wrap_model(self.model, self.d, self.fsdp, bool(cfg.train.get('compile')))
+        self.optimizer, self.base_lr = builders.build_optimizer(self.model, cfg.optimizer, self.global_batch, self.d,
+                                                                self.micro_batch, self.accum_steps)
+        self.scheduler = None if self.eval_only else builders.build_scheduler(self.optimizer, cfg,
+                                                                              self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler('cuda', enabled=self._amp_dtype() == torch.float16)
+        self.mixup = builders.build_mixup(cfg, self.micro_batch, self.num_classes)
+        self.train_loader, self.train_sampler = (None, None) if self.eval_only else builders.build_train_loader(
+            cfg, self.d, self.splits.train, self.global_batch, self.micro_batch)
+        self.val_loaders = builders.build_val_loaders(cfg, self.d, self.splits, self.micro_batch)
+        self.epoch, self.step_in_epoch, self.global_step, self.best_top1 = 0, 0, 0, None
+        self.first_bad, self.tb = None, None
+        self._resume()
+
+    def _setup_batching(self) -> None:
+        cfg = self.cfg
+        self.global_batch = int(cfg.batch_size)
+        self.micro_batch, self.accum_steps = split_global_batch(self.global_batch, self.d.world_size,
+                                                                cfg.get('micro_batch_size'))
+        self.num_submodels = int(cfg.cosub.num_submodels) if cfg.cosub.enabled else 1
+        if self.splits.train is not None and not self.eval_only:
+            self.steps_per_epoch = len(self.splits.train) // self.global_batch
+            if self.steps_per_epoch == 0:
+                raise TrainingError(f'the training set has {len(self.splits.train)} images, fewer than one global '
+                                    f'batch of {self.global_batch}; lower --batch-size')
+
+    def _to_device(self, batch):
+        """The one place a loader batch is unpacked: (images, labels, index, bad_paths), tensors on the device."""
+        images, labels, index, bad_paths = batch
+        images = images.to(self.d.device, non_blocking=True)
+        labels = labels.to(self.d.device, non_blocking=True)
+        return images, labels, index, bad_paths
+
+
+def run(cfg, splits: Optional[data_lib.Splits] = None) -> dict:
+    """Train (or evaluate) as the config says; returns the last epoch's log record."""
+    trainer = Trainer(cfg, splits)
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
