@@ -61,13 +61,23 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
     path = Path(resolve_source(path))
     if not path.is_file():
         raise CheckpointError(f'{path}: no such checkpoint file')
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f'{path}: empty file (0 bytes); expected a checkpoint (.pth or .safetensors), '
+                              'an interrupted copy or download leaves this')
     if path.suffix == '.safetensors':
         from safetensors.torch import load_file as load_safetensors
         try:
             return load_safetensors(str(path), device=str(map_location))
         except Exception as e:  # safetensors raises its own error types
-            raise CheckpointError(f'{path}: not a readable safetensors file ({e})') from None
-    mmap = mmap and zipfile.is_zipfile(path)  # the legacy (non-zip) format cannot be mapped
+            raise CheckpointError(f'{path}: not a readable safetensors file ({_first_line(e)}; {size} bytes: '
+                                  'truncated or damaged?)') from None
+    zipped = zipfile.is_zipfile(path)
+    with open(path, 'rb') as f:
+        if f.read(4) == b'PK\x03\x04' and not zipped:  # a zip (torch's format) whose end record is missing
+            raise CheckpointError(f'{path}: truncated torch checkpoint ({size} bytes, the end of the zip archive is '
+                                  'missing); copy or download it again')
+    mmap = mmap and zipped  # the legacy (non-zip) format cannot be mapped
     try:
         if allow_pickle:
             return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
@@ -75,15 +85,32 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r'GLOBAL (\S+)', str(e))
-        if not found:  # not a pickle at all, or a damaged one
+        if allow_pickle or not found:  # not a pickle at all, or a damaged one
             detail = re.search(r'WeightsUnpickler error:\s*(.+)', str(e))
             raise CheckpointError(f'{path}: not a readable torch checkpoint '
-                                  f'({detail.group(1).strip() if detail else "damaged pickle"})') from None
+                                  f'({detail.group(1).strip() if detail else _first_line(e)})') from None
+        if not _is_loaded_global(found.group(1)):  # e.g. a name cut short by truncation; refused all the same
+            raise CheckpointError(f'{path}: not a readable torch checkpoint (it names the unknown pickled global '
+                                  f'{found.group(1)}; truncated or damaged?)') from None
         raise CheckpointError(f'{path}: refused to load, the file needs the pickled global {found.group(1)}; '
                               'weights-only loading allows tensors and plain data. If you trust this file, pass '
                               'allow_pickle=True (--allow-pickle on the command line)') from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f'{path}: not a readable torch checkpoint ({str(e).splitlines()[0]})') from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as e:
+        # EOFError of a truncated legacy file has no message; an unpickler can fail with IndexError/KeyError
+        # on damaged opcodes.
+        raise CheckpointError(f'{path}: not a readable torch checkpoint ({_first_line(e)}; {size} bytes: '
+                              'truncated or damaged?)') from None
+
+
+def _first_line(e: BaseException) -> str:
+    """A library error's first line (or its type when it has no message): our messages stay on one line."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _is_loaded_global(name: str) -> bool:
+    """Whether a pickled global names an existing object of an already imported module (nothing is imported)."""
+    module, _, attr = name.rpartition('.')
+    return hasattr(sys.modules.get(module), attr) if module else False
 
 
 def save_file(obj: Any, path: str | os.PathLike) -> Path:
@@ -249,7 +276,9 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     """Load weights from our checkpoints, official DeiT III files or timm state dicts (.pth / .safetensors).
 
     Position embeddings are interpolated to the model's size; a classifier head of another size is left at its
-    initialisation (reported). With `strict=True` any missing or unexpected key raises CheckpointError.
+    initialisation (reported). With `strict=True` (--resume, --eval) any missing, unexpected or misshaped tensor,
+    a replaced classifier included, raises CheckpointError; in any mode a checkpoint none of whose tensors fit
+    the model (another architecture) is refused rather than leaving the model at its initialisation.
     """
     ckpt = load_file(path, allow_pickle=allow_pickle)
     sd = extract_state_dict(ckpt, str(path))
@@ -266,10 +295,25 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
             else:
                 report.mismatched.append(f'{k} {tuple(sd[k].shape)}->{tuple(own[k].shape)}')
             del sd[k]
-    result = model.load_state_dict(sd, strict=False)
-    report.missing = [k for k in result.missing_keys if k not in report.replaced]
-    report.unexpected = list(result.unexpected_keys)
-    if strict and not report.ok:
-        raise CheckpointError(str(report))
+    misshaped = set(report.replaced) | {m.split(' ', 1)[0] for m in report.mismatched}
+    report.missing = [k for k in own if k not in sd and k not in misshaped]
+    report.unexpected = [k for k in sd if k not in own]
+    # Both refusals come before anything is copied: the model is left as it was.
+    if strict and not (report.ok and not report.replaced):
+        raise CheckpointError(f'{path}: does not fit the model strictly: {fit_summary(report)}')
+    if len(report.unexpected) == len(sd):  # e.g. another architecture: nothing would be loaded at all
+        raise CheckpointError(f'{path}: none of its tensors fit the model ({type(model).__name__}): '
+                              f'{fit_summary(report)}')
+    model.load_state_dict(sd, strict=False)
     logger.info('%s', report)
     return report
+
+
+def fit_summary(report: LoadReport) -> str:
+    """Counts of missing / unexpected / misshaped tensors, then the first names of each, on one line."""
+    def first(keys: List[str]) -> str:
+        return ', '.join(keys[:3]) + (', ...' if len(keys) > 3 else '')
+    misshaped = report.mismatched + [f'{k} (classifier of another size)' for k in report.replaced]
+    kinds = [('missing', report.missing), ('unexpected', report.unexpected), ('misshaped', misshaped)]
+    counts = ', '.join(f'{len(keys)} {kind}' for kind, keys in kinds)
+    return f'{counts} tensors; ' + '; '.join(f'{kind}: {first(keys)}' for kind, keys in kinds if keys)
