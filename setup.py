@@ -8,7 +8,7 @@ distribution is already installed in the target environment, we depend on it ins
 import sysconfig
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 
 def full_mmcv_installed() -> bool:
@@ -22,26 +22,38 @@ def full_mmcv_installed() -> bool:
 
 MMCV = 'mmcv>=2.0.0rc4,<2.2.0' if full_mmcv_installed() else 'mmcv-lite>=2.0.0rc4,<2.2.0'
 
-setup(install_requires=[
-    # A range, not a pin: a GPU machine keeps the torch it already has (e.g. 2.11); CPU-only machines
-    # get the CUDA 2.14 build, which runs fine without a GPU (REFERENCE section 1).
-    'torch>=2.4',
-    'torchvision>=0.19',
-    'timm>=1.0.9',
-    'safetensors>=0.4',
-    'numpy',
-    'scipy',  # .mat readers (Flowers-102, Stanford Cars)
-    'pillow',
-    'tqdm',
-    'matplotlib',
-    'tensorboard',
-    'scikit-learn',  # the demo's digits dataset ships inside it
-    # mmsegmentation does not declare mmcv/mmengine; we do.
-    'mmengine>=0.10.4,<0.11',
-    MMCV,
-    'mmsegmentation==1.2.2',
-    'openmim>=0.3.9',
-    'ftfy',  # imported by mmseg's model package
-    'regex',
-    'setuptools<82',  # mim and mmengine's `mmseg::` config bases need pkg_resources
-])
+# configs/ stays at the top of the repository (`mim train mmseg configs/upernet_vit_l_cosub.py` from a checkout) and
+# ships inside the wheel as the package `cosub_configs` (data only: config files, their _base_/ and transfer/
+# folders side by side, so that `_base_ = ['./_base_/...']` resolves); pretrain.config.find_config finds it.
+CONFIG_PACKAGES = ['cosub_configs'] + sorted(
+    'cosub_configs.' + '.'.join(d.relative_to('configs').parts)
+    for d in Path('configs').rglob('*') if d.is_dir() and any(d.glob('*.py')))
+
+setup(
+    packages=find_packages(include=['backbones*', 'pretrain*', 'segmentation*', 'transfer*']) + CONFIG_PACKAGES,
+    package_dir={'cosub_configs': 'configs'},
+    package_data={package: ['*.py'] for package in CONFIG_PACKAGES},
+    install_requires=[
+        # A range, not a pin: a GPU machine keeps the torch it already has (e.g. 2.11); CPU-only machines
+        # get the CUDA 2.14 build, which runs fine without a GPU (REFERENCE section 1).
+        'torch>=2.4',
+        'torchvision>=0.19',
+        'timm>=1.0.9',
+        'safetensors>=0.4',
+        'numpy',
+        'scipy',  # .mat readers (Flowers-102, Stanford Cars)
+        'pillow',
+        'tqdm',
+        'matplotlib',
+        'tensorboard',
+        'scikit-learn',  # the demo's digits dataset ships inside it
+        # mmsegmentation does not declare mmcv/mmengine; we do.
+        'mmengine>=0.10.4,<0.11',
+        MMCV,
+        'mmsegmentation==1.2.2',
+        'openmim>=0.3.9',
+        'ftfy',  # imported by mmseg's model package
+        'regex',
+        'setuptools<82',  # mim and mmengine's `mmseg::` config bases need pkg_resources
+    ],
+)

@@ -27,6 +27,10 @@ NAMES = [f'cosub_vit_{size}_patch16_{res}' for size in ('small', 'medium', 'base
 NAMES += ['cosub_vit_huge_patch14_224']
 # Published DeiT III weights in timm (timm/models/deit.py default_cfgs): ImageNet-1k, and 21k fine-tuned on 1k.
 TAGS = ('fb_in1k', 'fb_in22k_ft_in1k')
+# Our own weights, once trained and uploaded (`cosub-export-backbone ... --hub-dir`, then upload_folder):
+# '<name>.<tag>': '<owner>/<repo>', e.g. 'cosub_vit_base_patch16_224.cosub_in1k': '<you>/cosub_vit_base_in1k'.
+# None were ever published by the paper's authors, so this is empty.
+COSUB_WEIGHTS: Dict[str, str] = {}
 
 
 def timm_name(name: str) -> str:
@@ -53,6 +57,9 @@ def _cfg(name: str) -> Dict[str, dict]:
             cfg['hf_hub_id'] = f'timm/{deit3}.{tag}'  # timm's repo for that tag (timm expands 'timm/' so)
             cfg['architecture'], cfg['tag'] = name, tag
             cfgs[f'{name}.{tag}'] = cfg
+    for key, repo in COSUB_WEIGHTS.items():  # preprocessing as DeiT III at that size (the export writes it too)
+        if key.split('.')[0] == name and cfgs:
+            cfgs[key] = dict(next(iter(cfgs.values())), hf_hub_id=repo, url='', tag=key.split('.', 1)[1])
     if not cfgs:
         res = int(name.rsplit('_', 1)[1])
         reference = timm.models.get_pretrained_cfg('deit3_small_patch16_384' if res == 384 else 'deit3_small_patch16_224')

@@ -6,15 +6,70 @@ key=value ...` sets any other key. The config as run is stored in each checkpoin
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib.util
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIRS = [Path(os.environ['COSUB_CONFIGS'])] if os.environ.get('COSUB_CONFIGS') else []
-CONFIG_DIRS += [REPO_ROOT / 'configs', Path.cwd() / 'configs']
+
+
+def _config_root() -> Path:
+    """configs/ of this checkout (an editable install too), else the copy the wheel installs as `cosub_configs`."""
+    if (REPO_ROOT / 'setup.py').is_file() and (REPO_ROOT / 'configs').is_dir():
+        return REPO_ROOT / 'configs'
+    spec = importlib.util.find_spec('cosub_configs')  # setup.py maps configs/ to this package (data only)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f'no configs: neither {REPO_ROOT / "configs"} nor an installed cosub_configs package; '
+                           'reinstall cosub')
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# Where config names are looked up, first match wins: $COSUB_CONFIGS (a folder laid out like configs/), then ours.
+CONFIG_DIRS += [_config_root()]
+
+# Each entry point's configs: task -> (subfolder of configs/, which file names belong to it). Segmentation configs
+# are MMSeg's (`mim train mmseg <file>`); _base_/ holds the shared recipes, never run directly.
+TASKS = {
+    'pretrain': ('', lambda stem: not stem.startswith('upernet_')),
+    'transfer': ('transfer', lambda stem: True),
+    'segmentation': ('', lambda stem: stem.startswith('upernet_')),
+}
+
+
+def list_configs(task: str = 'pretrain') -> List[str]:
+    """Names of the configs of one task (pretrain: configs/*.py but upernet_*; transfer: configs/transfer/*.py;
+    segmentation: configs/upernet_*.py), over CONFIG_DIRS."""
+    if task not in TASKS:
+        raise ValueError(f'task={task!r}: expected one of {list(TASKS)}')
+    subdir, belongs = TASKS[task]
+    return sorted({p.stem for d in CONFIG_DIRS for p in (d / subdir).glob('*.py') if belongs(p.stem)})
+
+
+def find_config(name: str, task: str = 'pretrain') -> Path:
+    """A config of `task` by name (`vit_l` -> configs/vit_l.py, `flowers` -> configs/transfer/flowers.py) from any
+    working directory, in a checkout or an installed wheel; or a path to a .py file."""
+    if task not in TASKS:
+        raise ValueError(f'task={task!r}: expected one of {list(TASKS)}')
+    if name.endswith('.py') or os.sep in name or '/' in name:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f'config file {name} not found')
+        return path
+    subdir, belongs = TASKS[task]
+    if belongs(name):
+        for d in CONFIG_DIRS:
+            if (d / subdir / f'{name}.py').is_file():
+                return d / subdir / f'{name}.py'
+    other = [t for t in TASKS if t != task and name in list_configs(t)]
+    hint = f'; {name!r} is a {other[0]} config' if other else ''
+    raise FileNotFoundError(f'unknown {task} config {name!r}{hint}; available: {", ".join(list_configs(task))} '
+                            '(or a path to a .py file)')
+
 
 # flag -> config key it sets
 FLAG_KEYS = {
@@ -22,18 +77,6 @@ FLAG_KEYS = {
     'model': 'model.name', 'input_size': 'input_size', 'device': 'device', 'finetune': 'finetune',
     'resume': 'resume', 'seed': 'seed', 'num_workers': 'data.num_workers',
 }
-
-
-def find_config(name: str, subdir: str = '') -> Path:
-    """`vit_l` -> configs/vit_l.py (also a path, or a name under COSUB_CONFIGS)."""
-    candidates = [Path(name)] if name.endswith('.py') else []
-    candidates += [d / subdir / f'{name}.py' for d in CONFIG_DIRS]
-    for c in candidates:
-        if c.is_file():
-            return c
-    available = sorted({p.stem for d in CONFIG_DIRS if (d / subdir).is_dir() for p in (d / subdir).glob('*.py')})
-    raise FileNotFoundError(f'config {name!r} not found in {[str(d / subdir) for d in CONFIG_DIRS]}; '
-                            f'available: {", ".join(available)}')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -87,7 +130,7 @@ def parse(argv: Optional[Sequence[str]] = None, description: str = '', subdir: s
                         help='config name under configs/' + (f'{subdir}/' if subdir else '') + ' or a path')
     args = add_common_args(parser).parse_args(argv)
     try:
-        path = find_config(getattr(args, dest), subdir)
+        path = find_config(getattr(args, dest), subdir or 'pretrain')
     except FileNotFoundError as e:
         parser.error(str(e))
     from pretrain.cosub import LossConfigError

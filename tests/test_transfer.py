@@ -388,7 +388,7 @@ def test_format_error_through_the_command_line_is_one_line(datasets, pretrained,
 
 # -- configs, demo, summary -------------------------------------------------------------------------------------
 def test_configs_follow_the_recipes():
-    assert find_config('flowers', subdir='transfer').parent == ROOT / 'configs' / 'transfer'
+    assert find_config('flowers', 'transfer').parent == ROOT / 'configs' / 'transfer'
     cfgs = {n: parse(['--dataset', n], subdir='transfer', name_flag='--dataset') for n in list(MAKERS) + ['digits']}
     for name in MAKERS:
         c = cfgs[name]
