@@ -71,12 +71,12 @@ def val_loader(cfg, max_images: Optional[int], batch_size: int, workers: int) ->
     splits = data_lib.build_splits(cfg.data)
     if splits.val is None:
         raise data_lib.DataError('submodel analysis needs a validation split (data.val_split)')
-    dataset = data_lib.TransformedDataset(splits.val, data_lib.build_eval_transform(
-        cfg.input_size, cfg.data.get('eval_crop_ratio', 1.0), cfg.data.get('mean', data_lib.IMAGENET_MEAN),
-        cfg.data.get('std', data_lib.IMAGENET_STD)))
+    dataset = data_lib.TransformedDataset(splits.val, data_lib.build_eval_transform(cfg.input_size,
+                                                                                   cfg.data.eval_crop_ratio))
     if max_images and max_images < len(dataset):
         dataset = Subset(dataset, sorted(random.Random(0).sample(range(len(dataset)), max_images)))
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                      collate_fn=data_lib.NormalisedBatches(cfg.data.mean, cfg.data.std))
 
 
 def analyse(model: nn.Module, loader: DataLoader, device: torch.device, min_blocks: int, draws: int,

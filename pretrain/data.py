@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import random
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,15 +26,14 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+
+from . import augment
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 
@@ -67,10 +67,16 @@ def build_splits(data_cfg: dict) -> Splits:
     return DATASETS[name](data_cfg)
 
 
+def to_rgb(img: Image.Image, path: str | os.PathLike = '') -> Image.Image:
+    """Decode (if not yet: a lazily opened image decodes here, at its draft scale) and convert to RGB."""
+    img.load()
+    return img if img.mode == 'RGB' else img.convert('RGB')
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     with open(path, 'rb') as f:
         img = Image.open(f)
-        return img.convert('RGB')
+        return to_rgb(img, path)
 
 
 # -- image folders with a cached index --------------------------------------------------------------------------
@@ -174,6 +180,10 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, i: int) -> Tuple[Image.Image, int]:
         return load_rgb(self.index.path(i)), int(self.index.targets[i])
 
+    def open(self, i: int) -> Tuple[Image.Image, int]:
+        """The image opened but not decoded: the transform may decode a JPEG at reduced scale (draft)."""
+        return Image.open(self.index.path(i)), int(self.index.targets[i])
+
 
 class ImageNetV2Dataset(ImageFolderDataset):
     """ImageNet-v2 as released: class folders named by their ImageNet-1k index ('0' ... '999')."""
@@ -263,72 +273,233 @@ def digits(cfg: dict) -> Splits:
 
 
 # -- transforms -------------------------------------------------------------------------------------------------
-def build_train_transform(t: dict, input_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
-    """DeiT III training augmentation: RandomResizedCrop ('rrc') or Simple Random Crop ('src'), flip,
-    3-Augment (one of grayscale, solarization, Gaussian blur), colour jitter."""
-    bicubic = InterpolationMode.BICUBIC
-    crop = t.get('crop', 'rrc')
-    if crop == 'rrc':
-        ops = [v2.RandomResizedCrop(input_size, scale=tuple(t.get('rrc_scale', (0.08, 1.0))), interpolation=bicubic,
-                                    antialias=True)]
-    elif crop == 'src':  # resize the short side, reflect-pad 4, random square crop
-        ops = [v2.Resize(input_size, interpolation=bicubic, antialias=True),
-               v2.RandomCrop(input_size, padding=4, padding_mode='reflect')]
+# Workers do the part that needs the file: decode (at reduced scale when the crop allows), crop, resize, flip,
+# and return uint8 CHW tensors. Each sample's random draws come from `random.Random(seed)` with its seed from
+# `sample_seed`: first the crop, then the flip, then the parameters of the device half (pretrain/augment.py:
+# 3-Augment, colour jitter), which ship with the batch as small tensors.
+RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # torchvision's and DeiT's RandomResizedCrop aspect-ratio range
+SRC_PADDING = 4                     # Simple Random Crop: reflect padding (DeiT III, IN-21k)
+DRAFT_SCALES = (8, 4, 2)            # the JPEG decoder's DCT scalings (libjpeg: 1/2, 1/4, 1/8)
+
+
+def rrc_box(rng: random.Random, width: int, height: int, scale: Sequence[float],
+            ratio: Sequence[float] = RRC_RATIO) -> Tuple[int, int, int, int]:
+    """RandomResizedCrop's box (left, top, width, height), torchvision's algorithm: 10 tries at a random area
+    and log-uniform aspect ratio, else the largest central crop within the ratio range."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, width - w), rng.randint(0, height - h), w, h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
     else:
-        raise DataError(f"data.train_transform.crop={crop!r}: expected 'rrc' or 'src'")
-    if t.get('hflip', 0.5):
-        ops.append(v2.RandomHorizontalFlip(t.get('hflip', 0.5)))
-    if t.get('three_augment', True):
-        kernel = min(13, (input_size // 2) * 2 - 1)  # covers sigma up to 2 (3 sigma each side) when it fits
-        ops.append(v2.RandomChoice([v2.Grayscale(num_output_channels=3), v2.RandomSolarize(128, p=1.0),
-                                    v2.GaussianBlur(kernel, sigma=(0.1, 2.0))]))
-    if t.get('color_jitter', 0.3):
-        cj = t.get('color_jitter', 0.3)
-        ops.append(v2.ColorJitter(cj, cj, cj))
-    ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    return v2.Compose(ops)
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
 
 
-def build_eval_transform(input_size: int, crop_ratio: float = 1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD
-                         ) -> v2.Compose:
-    if not 0.0 < crop_ratio <= 1.0:
-        raise DataError(f'eval crop ratio {crop_ratio}: expected a value in (0, 1]')
-    return v2.Compose([
-        v2.Resize(int(math.floor(input_size / crop_ratio)), interpolation=InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(input_size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+def draft_scale(img: Image.Image, shrink: float) -> int:
+    """Ask the JPEG decoder to decode at 1/s of the size (s in 8, 4, 2) when the image will be shrunk by at least s
+    anyway; returns the s it will use (1: full decode, e.g. not a JPEG, or too little shrinking)."""
+    want = next((s for s in DRAFT_SCALES if shrink >= s), 1)
+    if want == 1:
+        return 1
+    width, height = img.size
+    # PIL picks the largest DCT scale s with s <= min(W // w, H // h); W // (W // s) is exactly s for W > 2s.
+    drafted = img.draft('RGB', (width // want, height // want))
+    if drafted is None:
+        return 1
+    return int(round(width / drafted[1][2]))
+
+
+def snap_box(box: Tuple[int, int, int, int], scale: int) -> Tuple[int, int, int, int]:
+    """A box (left, top, right, bottom) in full-size pixels -> the same box on an image decoded at 1/scale:
+    edges rounded to the nearest multiple of `scale`, so the reduced pixels cover the full-size box exactly."""
+    return tuple(int(round(v / scale)) for v in box)
+
+
+def _tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> uint8 (1, 3, H, W) tensor in channels-last memory (a view of the HWC pixels)."""
+    with warnings.catch_warnings():  # read-only pixels: nothing downstream writes into them in place
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.from_numpy(np.asarray(img)).permute(2, 0, 1).unsqueeze(0)
+
+
+def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic, antialiased (PIL's filter; torch's uint8 channels-last kernel is several times faster than PIL's)."""
+    if x.shape[-2:] == (height, width):
+        return x
+    return F.interpolate(x, size=(height, width), mode='bicubic', antialias=True, align_corners=False)
+
+
+class TrainTransform:
+    """DeiT III training augmentation, CPU half: RandomResizedCrop ('rrc') or Simple Random Crop ('src': resize
+    the short side, reflect-pad 4, random square crop), horizontal flip. (image, seed) -> (uint8 (3, S, S) tensor,
+    parameters of the device half). The crop is drawn on the full-size image (its size comes from the header),
+    then the JPEG is decoded at 1/2, 1/4 or 1/8 scale when the crop is shrunk at least that much, with the box
+    rounded to that grid."""
+
+    def __init__(self, t: dict, input_size: int):
+        self.input_size = int(input_size)
+        self.crop, self.rrc_scale = t['crop'], tuple(t['rrc_scale'])
+        if self.crop not in ('rrc', 'src'):
+            raise DataError(f"data.train_transform.crop={self.crop!r}: expected 'rrc' or 'src'")
+        self.hflip, self.three_augment = float(t['hflip']), bool(t['three_augment'])
+        self.color_jitter = float(t['color_jitter'])
+
+    def __call__(self, img: Image.Image, seed: int, path: str = '') -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        rng, size = random.Random(seed), self.input_size
+        width, height = img.size
+        if self.crop == 'rrc':
+            left, top, w, h = rrc_box(rng, width, height, self.rrc_scale)
+            scale = draft_scale(img, min(w, h) / size)
+            box = snap_box((left, top, left + w, top + h), scale)
+            x = _resize(_tensor(to_rgb(img, path).crop(box)), size, size)  # crop first: fewer pixels to copy
+        else:
+            short = min(width, height)
+            out_h, out_w = (size, int(size * width / height)) if height == short else (int(size * height / width), size)
+            scale = draft_scale(img, short / size)
+            x = _tensor(to_rgb(img, path))[:, :, :height // scale, :width // scale]  # whole 1/scale pixels only
+            x = F.pad(_resize(x, out_h, out_w), (SRC_PADDING,) * 4, mode='reflect')
+            top = rng.randint(0, x.shape[2] - size)
+            left = rng.randint(0, x.shape[3] - size)
+            x = x[:, :, top:top + size, left:left + size]
+        if self.hflip and rng.random() < self.hflip:
+            x = x.flip(-1)
+        return x[0], self.device_params(rng)
+
+    def device_params(self, rng: random.Random) -> Dict[str, torch.Tensor]:
+        """The random choices pretrain/augment.py applies on the device, drawn after the crop and flip."""
+        params = {}
+        if self.three_augment:
+            params['three_augment'] = torch.tensor(rng.randrange(3))  # augment.GRAYSCALE, SOLARIZE or BLUR
+            params['blur_sigma'] = torch.tensor(rng.uniform(*augment.BLUR_SIGMA), dtype=torch.float32)
+        if self.color_jitter:
+            cj = self.color_jitter  # ColorJitter(cj, cj, cj): factors uniform in [max(0, 1 - cj), 1 + cj]
+            params['jitter'] = torch.tensor([rng.uniform(max(0.0, 1.0 - cj), 1.0 + cj) for _ in range(3)],
+                                            dtype=torch.float32)
+            order = [augment.BRIGHTNESS, augment.CONTRAST, augment.SATURATION]
+            rng.shuffle(order)
+            params['jitter_order'] = torch.tensor(order)
+        return params
+
+
+class EvalTransform:
+    """Resize the short side to input_size / crop_ratio (bicubic), center crop input_size; uint8 out. JPEGs are
+    decoded at reduced scale when the resize shrinks them at least 2x (whole reduced pixels only: the image loses
+    less than `scale` full-size pixels at its right and bottom edges)."""
+
+    def __init__(self, input_size: int, crop_ratio: float):
+        if not 0.0 < crop_ratio <= 1.0:
+            raise DataError(f'eval crop ratio {crop_ratio}: expected a value in (0, 1]')
+        self.input_size, self.resize_to = int(input_size), int(math.floor(input_size / crop_ratio))
+
+    def __call__(self, img: Image.Image, seed: int = 0, path: str = '') -> Tuple[torch.Tensor, dict]:
+        width, height = img.size
+        size, short = self.input_size, min(width, height)
+        # torchvision's Resize(int): the short side becomes resize_to, the long side int(resize_to * long / short)
+        out_h, out_w = ((self.resize_to, int(self.resize_to * width / height)) if height == short
+                        else (int(self.resize_to * height / width), self.resize_to))
+        scale = draft_scale(img, short / self.resize_to)
+        x = _tensor(to_rgb(img, path))[:, :, :height // scale, :width // scale]
+        x = _resize(x, out_h, out_w)
+        top, left = int(round((out_h - size) / 2.0)), int(round((out_w - size) / 2.0))  # torchvision's CenterCrop
+        return x[0, :, top:top + size, left:left + size], {}
+
+
+def build_train_transform(t: dict, input_size: int) -> TrainTransform:
+    """DeiT III training augmentation: the worker half here, the device half in pretrain/augment.py."""
+    return TrainTransform(t, input_size)
+
+
+def build_eval_transform(input_size: int, crop_ratio: float) -> EvalTransform:
+    return EvalTransform(input_size, crop_ratio)
+
+
+BACKENDS = ('pil', 'dali')
+
+
+def dali_available() -> Tuple[bool, str]:
+    """(True, '') when NVIDIA DALI can run here: the package imports and a CUDA GPU is visible."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False, 'nvidia.dali is not installed (pip install nvidia-dali-cuda120)'
+    if not torch.cuda.is_available():
+        return False, 'no CUDA GPU is visible'
+    return True, ''
+
+
+def check_backend(data_cfg: dict) -> None:
+    """Refuse a data.backend this machine cannot run, in one line."""
+    backend = data_cfg['backend']
+    if backend not in BACKENDS:
+        raise DataError(f'data.backend={backend!r}: expected one of {BACKENDS}')
+    if backend == 'dali':
+        ok, why = dali_available()
+        if not ok:
+            raise DataError(f"data.backend='dali' needs NVIDIA DALI and a GPU: {why}; use data.backend='pil'")
 
 
 class TransformedDataset(Dataset):
     """Applies a transform with a per-sample seed; indexes are (index, seed) pairs from `GlobalOrderSampler`.
 
-    Returns (image, label, index, bad) where `bad` is the path of an unreadable image replaced by the next
-    one ('' when the image was fine).
+    Returns (uint8 image, label, index, bad, params): `bad` is the path of an unreadable image ('' when the image
+    was fine) and `params` the per-sample parameters of the device half (pretrain/augment.py; {} for evaluation).
+    Training (`substitute_bad=True`) replaces an unreadable image by the next one; evaluation returns a zero image
+    and label 0 in its place, which the evaluation leaves out of every metric.
+    Datasets with an `open(i)` method hand over images opened but not decoded, so the transform can decode JPEGs
+    at reduced scale.
     """
 
-    def __init__(self, base: Dataset, transform: Callable, max_retries: int = 10):
+    def __init__(self, base: Dataset, transform: Callable, substitute_bad: bool = True, max_retries: int = 10):
         self.base, self.transform, self.max_retries = base, transform, max_retries
+        self.substitute_bad = substitute_bad
+        self._open = getattr(base, 'open', None)
 
     def __len__(self) -> int:
         return len(self.base)
 
+    def _path(self, i: int) -> str:
+        return str(self.base.path(i)) if hasattr(self.base, 'path') else f'sample {i}'
+
     def __getitem__(self, key):
         index, seed = key if isinstance(key, tuple) else (key, key)
         bad = ''
-        for attempt in range(self.max_retries):
+        for attempt in range(self.max_retries if self.substitute_bad else 1):
             i = (index + attempt) % len(self.base)
             try:
-                img, target = self.base[i]
-                break
+                img, target = self._open(i) if self._open else self.base[i]
+                with img:  # closes the file of a lazily opened image whatever happens
+                    image, params = self.transform(img, seed, self._path(i) if self._open else '')
+                return image, target, index, bad, params
             except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for truncated/corrupt files
-                path = self.base.path(i) if hasattr(self.base, 'path') else f'sample {i}'
-                bad = bad or str(path)
-                warnings.warn(f'skipping unreadable image {path}: {e}')
-        else:
-            raise DataError(f'{bad}: {self.max_retries} consecutive unreadable images from here')
-        with torch.random.fork_rng(devices=[]):  # leaves the caller's RNG untouched
-            torch.manual_seed(seed)
-            img = self.transform(img)
-        return img, target, index, bad
+                bad = bad or self._path(i)
+                warnings.warn(f'skipping unreadable image {self._path(i)}: {e}')
+        if not self.substitute_bad:
+            size = self.transform.input_size
+            return torch.zeros(3, size, size, dtype=torch.uint8), 0, index, bad, {}
+        raise DataError(f'{bad}: {self.max_retries} consecutive unreadable images from here')
+
+
+class NormalisedBatches:
+    """A DataLoader collate_fn for tools that evaluate on the CPU side (pretrain/analysis.py): collates
+    TransformedDataset samples of an EvalTransform and normalises them (all the device half does for evaluation),
+    giving (float images, labels, index, bad_paths)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, samples):
+        images, labels, index, bad, params = torch.utils.data.default_collate(samples)
+        return augment.augment(images, params, self.mean, self.std), labels, index, bad
 
 
 # -- sampling ---------------------------------------------------------------------------------------------------

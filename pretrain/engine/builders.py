@@ -134,27 +134,31 @@ def build_mixup(cfg, micro_batch: int, num_classes: int):
 
 
 def build_loader(cfg, d: Dist, dataset, transform, sampler, batch_size: int, drop_last: bool) -> DataLoader:
-    workers = int(cfg.data.get('num_workers', 4))
+    workers = int(cfg.data.num_workers)
+    # Workers return uint8 images + per-sample augmentation parameters (Trainer._to_device applies them on the
+    # device). Training replaces an unreadable image by the next one; evaluation marks it (contract 2).
+    dataset = data_lib.TransformedDataset(dataset, transform,
+                                          substitute_bad=isinstance(transform, data_lib.TrainTransform))
     # Augmentation is seeded per sample; the loader's own generator keeps iterator creation from drawing
     # on the global RNG, which would make a mid-epoch resume diverge.
-    return DataLoader(data_lib.TransformedDataset(dataset, transform), batch_size=batch_size, sampler=sampler,
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                       num_workers=workers, pin_memory=d.device.type == 'cuda', drop_last=drop_last,
                       persistent_workers=workers > 0, generator=torch.Generator())
 
 
 def build_train_loader(cfg, d: Dist, dataset, global_batch: int, micro_batch: int):
     sampler = data_lib.GlobalOrderSampler(len(dataset), rank=d.rank, world_size=d.world_size, seed=cfg.seed,
-                                          repeats=cfg.data.get('repeated_aug', 1), global_batch=global_batch)
-    tf = data_lib.build_train_transform(cfg.data.get('train_transform', {}), cfg.input_size,
-                                        cfg.data.get('mean', data_lib.IMAGENET_MEAN),
-                                        cfg.data.get('std', data_lib.IMAGENET_STD))
+                                          repeats=cfg.data.repeated_aug, global_batch=global_batch)
+    tf = data_lib.build_train_transform(cfg.data.train_transform, cfg.input_size)
+    data_lib.check_backend(cfg.data)
+    if cfg.data.backend == 'dali':  # GPU decoding (optional package); same order, draws and batch format
+        from ..dali_loader import DaliTrainLoader
+        return DaliTrainLoader(dataset, tf, sampler, micro_batch, d.device), sampler
     return build_loader(cfg, d, dataset, tf, sampler, micro_batch, True), sampler
 
 
 def build_val_loaders(cfg, d: Dist, splits, micro_batch: int) -> Dict[str, DataLoader]:
-    tf = data_lib.build_eval_transform(cfg.input_size, cfg.data.get('eval_crop_ratio', 1.0),
-                                       cfg.data.get('mean', data_lib.IMAGENET_MEAN),
-                                       cfg.data.get('std', data_lib.IMAGENET_STD))
+    tf = data_lib.build_eval_transform(cfg.input_size, cfg.data.eval_crop_ratio)
     sets = {'val': splits.val} if splits.val is not None else {}
     sets.update(splits.extra_val)
     batch = int(cfg.get('eval_batch_size') or micro_batch * 2)

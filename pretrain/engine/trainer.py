@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from .. import data as data_lib
+from ..augment import augment
 from . import builders
 from .checkpointing import Checkpointing
 from .distributed import init_distributed, split_global_batch, wrap_model
@@ -66,10 +67,14 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
                                     f'batch of {self.global_batch}; lower --batch-size')
 
     def _to_device(self, batch):
-        """The one place a loader batch is unpacked: (images, labels, index, bad_paths), tensors on the device."""
-        images, labels, index, bad_paths = batch
+        """The one place a loader batch is unpacked: (images, labels, index, bad_paths), tensors on the device.
+        Loaders deliver uint8 images and per-sample augmentation parameters; pretrain/augment.py applies them
+        (3-Augment and colour jitter when training) and normalises, batched on the device."""
+        images, labels, index, bad_paths, params = batch
         images = images.to(self.d.device, non_blocking=True)
         labels = labels.to(self.d.device, non_blocking=True)
+        params = {k: v.to(self.d.device, non_blocking=True) for k, v in params.items()}
+        images = augment(images, params, self.cfg.data.mean, self.cfg.data.std)
         return images, labels, index, bad_paths
 
 
