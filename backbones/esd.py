@@ -7,12 +7,21 @@ ESD (cosub paper, section 4): for a batch of B samples and drop rate tau, the br
 of `keep = round(B * (1 - tau))` samples only and is added back with `index_add`, scaled by B / keep so that
 its expectation per sample is the branch itself. Because `keep` is an integer, the rate actually applied is
 `1 - keep / B` (supplement, appendix C); `effective_drop_rate` gives it and we warn when it is far off.
+
+Speed: at the batch sizes of pretraining a GPU step is bound by the host issuing kernels, so ESD keeps the host's
+work per branch small and never waits on the device. `keep` comes from the shapes alone (no `.item()`, no
+data-dependent shape); a block draws the kept samples of all its branches with one random and one sort kernel
+(`StochasticDepthBlock.draw_kept`), independently per branch; the gather is `index_select` (one kernel, contiguous
+output, an `index_add` backward instead of the sort-based accumulation of advanced indexing) and the B / keep scale
+is `index_add`'s alpha. Everything traces under torch.compile as one graph (fullgraph=True, static or dynamic
+batch), where inductor fuses the gathers, the scale and the LayerScale multiply into neighbouring kernels and CUDA
+graphs apply (shapes are static for a given batch).
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +53,7 @@ def quantization_is_coarse(batch_size: int, rate: float) -> bool:
 
 def check_rate(rate: float, where: str = 'drop_path_rate') -> float:
     rate = float(rate)
-    if not (0.0 <= rate < 1.0) or math.isnan(rate):
+    if not 0.0 <= rate < 1.0:  # NaN fails too
         raise ValueError(f'{where}={rate}: expected a drop rate in [0, 1)')
     return rate
 
@@ -61,51 +70,85 @@ def _warn_quantization(batch_size: int, rate: float) -> None:
 
 
 class _ScaledIndexAdd(torch.autograd.Function):
-    """`index_add(shortcut, 0, index, source, alpha)` whose backward keeps only the index.
+    """`index_add(shortcut, 0, index, source, alpha=B / keep)` whose backward keeps only the index.
 
     torch.index_add saves `source` for backward, one branch-sized tensor per residual that masking does not
-    keep (+11% activation memory on ViTs); the gradient needs only the index.
+    keep (+11% activation memory on ViTs); the gradient needs only the index. The B / keep scale is index_add's
+    `alpha`, read from the shapes (B = len(shortcut), keep = len(index)): no kernel of its own in the forward,
+    and no scalar argument. For eager mode only: under torch.compile `drop_add_residual` traces the plain
+    index_add, whose backward AOTAutograd's partitioner already reduces to the index (the derivative reads only
+    `source`'s shape), and which, unlike a custom Function, traces with any dynamic-shape setting.
     """
 
     @staticmethod
-    def forward(ctx, shortcut: Tensor, index: Tensor, source: Tensor, alpha: float) -> Tensor:
+    def forward(ctx, shortcut: Tensor, index: Tensor, source: Tensor) -> Tensor:
         ctx.save_for_backward(index)
-        ctx.alpha = alpha
-        return torch.index_add(shortcut, 0, index, source, alpha=alpha)
+        return torch.index_add(shortcut, 0, index, source, alpha=shortcut.shape[0] / index.shape[0])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (index,) = ctx.saved_tensors
-        return grad, None, grad.index_select(0, index) * ctx.alpha, None
+        return grad, None, grad.index_select(0, index).mul_(grad.shape[0] / index.shape[0])
+
+
+def esd_keep(batch_size: int, rate: float, mode: str, training: bool) -> Optional[int]:
+    """How many samples ESD computes a branch on this step, or None when it computes it on all of them
+    (evaluation, rate 0, modes other than 'esd', or a batch too small to drop anyone). Shapes only: no sync."""
+    if mode not in MODES:
+        raise ValueError(f'drop_path_mode={mode!r}: expected one of {MODES}')
+    if not training or rate == 0.0 or mode != 'esd':
+        return None
+    check_rate(rate)
+    keep = keep_count(batch_size, rate)
+    if not torch.compiler.is_compiling():  # warnings.warn would break the graph; the engine logs the rate anyway
+        _warn_quantization(batch_size, rate)
+    return None if keep == batch_size else keep
+
+
+def draw_kept(batch_size: int, keep: int, draws: int, device: torch.device) -> Tensor:
+    """`draws` independent uniformly random subsets of `keep` of `batch_size` samples: a (draws, keep) index.
+
+    Each row is the start of an independent uniform random permutation (the argsort of i.i.d. random keys;
+    64-bit keys make ties, which would favour low indices, practically impossible), the same law as
+    `randperm(batch_size)[:keep]` per branch. All the branches of a block are drawn by one random and one sort
+    kernel on the device, instead of a randperm (several kernels) per branch; no host sync, and torch.compile
+    traces it (its random numbers come from the same device generator, graph-safe under CUDA graphs).
+    """
+    keys = torch.randint(1 << 62, (draws, batch_size), device=device)
+    return keys.argsort(dim=1)[:, :keep]
 
 
 def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: Tensor, rate: float = 0.0,
-                      mode: str = 'esd', training: bool = False) -> Tensor:
+                      mode: str = 'esd', training: bool = False, kept: Optional[Tensor] = None) -> Tensor:
     """Return `shortcut + branch(*inputs)` with stochastic depth over the batch (dim 0).
 
     `inputs` default to `(shortcut,)`; give them when the branch reads something else than the tensor it is
     added to (e.g. CaiT's class-attention reads [cls, patches] and adds to cls). In eval mode, at rate 0 or in
-    mode 'none' this is exactly a plain residual.
+    mode 'none' this is exactly a plain residual. `kept`, for ESD, is this branch's row of `draw_kept` (blocks
+    draw all their branches at once, see `StochasticDepthBlock.draw_kept`); without it the branch draws its own.
     """
     inputs = inputs or (shortcut,)
-    if mode not in MODES:
-        raise ValueError(f'drop_path_mode={mode!r}: expected one of {MODES}')
-    if not training or rate == 0.0 or mode == 'none':
-        return shortcut + branch(*inputs)
-    check_rate(rate)
-    if mode == 'mask':  # classic per-sample Bernoulli masking, as timm's DropPath
+    batch = shortcut.shape[0]
+    if mode == 'mask' and training and rate > 0.0:  # classic per-sample Bernoulli masking, as timm's DropPath
+        check_rate(rate)
         out = branch(*inputs)
         keep_prob = 1.0 - rate
         mask = out.new_empty((out.shape[0],) + (1,) * (out.ndim - 1)).bernoulli_(keep_prob).div_(keep_prob)
         return shortcut + out * mask
-    batch = shortcut.shape[0]
-    keep = keep_count(batch, rate)
-    _warn_quantization(batch, rate)
-    if keep == batch:
+    keep = esd_keep(batch, rate, mode, training)
+    if keep is None:
         return shortcut + branch(*inputs)
-    kept = torch.randperm(batch, device=shortcut.device)[:keep]
-    out = branch(*(t[kept] for t in inputs))
-    return _ScaledIndexAdd.apply(shortcut, kept, out.to(shortcut.dtype), batch / keep)
+    if kept is None:
+        kept = draw_kept(batch, keep, 1, shortcut.device)[0]
+    elif kept.shape != (keep,):
+        raise ValueError(f'kept indices of shape {tuple(kept.shape)}: expected ({keep},) for a batch of {batch} '
+                         f'at drop rate {rate:g}')
+    # index_select, not advanced indexing: one gather kernel, and its backward is index_add (not index_put's
+    # sort-based accumulation); its output is contiguous, as the branch's kernels want
+    out = branch(*(t.index_select(0, kept) for t in inputs)).to(shortcut.dtype)
+    if torch.compiler.is_compiling():  # inductor fuses the scale and the branch's last pointwise op into the add
+        return torch.index_add(shortcut, 0, kept, out, alpha=batch / keep)
+    return _ScaledIndexAdd.apply(shortcut, kept, out)  # the same, scaled by batch / keep, saving only `kept`
 
 
 class StochasticDepthBlock(nn.Module):
@@ -119,9 +162,18 @@ class StochasticDepthBlock(nn.Module):
     drop_path_mode: str = 'esd'
     scheduled: bool = True
 
-    def residual(self, shortcut: Tensor, branch: Callable[..., Tensor], *inputs: Tensor) -> Tensor:
+    def draw_kept(self, x: Tensor, branches: int) -> Sequence[Optional[Tensor]]:
+        """The kept-sample indices of this block's `branches` residual branches for the batch `x`, drawn at
+        once (independently per branch), or Nones where ESD computes every sample (see `esd_keep`)."""
+        keep = esd_keep(x.shape[0], self.drop_path_rate, self.drop_path_mode, self.training)
+        if keep is None:
+            return (None,) * branches
+        return draw_kept(x.shape[0], keep, branches, x.device).unbind(0)
+
+    def residual(self, shortcut: Tensor, branch: Callable[..., Tensor], *inputs: Tensor,
+                 kept: Optional[Tensor] = None) -> Tensor:
         return drop_add_residual(shortcut, branch, *inputs, rate=self.drop_path_rate, mode=self.drop_path_mode,
-                                 training=self.training)
+                                 training=self.training, kept=kept)
 
 
 def drop_rates(rate: float, depth: int, schedule: str = 'uniform') -> List[float]:

@@ -1,7 +1,8 @@
 """Efficient stochastic depth for timm architectures, by changing the class of their blocks in place.
 
 `adapt_timm_model(model)` gives every supported timm block a subclass of its own class whose `forward` is timm's,
-except that each residual branch is written `self.residual(shortcut, branch, *inputs)` (`backbones.esd`).
+except that each residual branch is written `self.residual(shortcut, branch, *inputs)` (`backbones.esd`), the
+kept samples of all of a block's branches drawn at once (`draw_kept`).
 Nothing is copied: parameters, buffers, submodules and state-dict keys stay as they are, and in eval mode or in
 mode 'none' the output is exactly timm's. What is a branch follows timm's own `DropPath` placement: whatever
 DropPath would zero for a dropped sample is computed on the kept samples only; everything else (projection
@@ -95,8 +96,9 @@ class ESDConvNeXtBlock(_TimmAdapter, convnext.ConvNeXtBlock):
 class ESDSwinTransformerBlock(_TimmAdapter, swin_transformer.SwinTransformerBlock):
     def forward(self, x: Tensor) -> Tensor:
         B, H, W, C = x.shape  # window attention on (B, H, W, C), the MLP on (B, HW, C), as timm
-        x = self.residual(x, lambda t: self._attn(self.norm1(t)))
-        x = self.residual(x.reshape(B, -1, C), lambda t: self.mlp(self.norm2(t)))
+        attn_kept, mlp_kept = self.draw_kept(x, 2)
+        x = self.residual(x, lambda t: self._attn(self.norm1(t)), kept=attn_kept)
+        x = self.residual(x.reshape(B, -1, C), lambda t: self.mlp(self.norm2(t)), kept=mlp_kept)
         return x.reshape(B, H, W, C)
 
 
@@ -105,19 +107,22 @@ class ESDViTBlock(_TimmAdapter, vision_transformer.Block):
         return self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
+        attn_kept, mlp_kept = self.draw_kept(x, 2)
         if attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == x.shape[0] > 1:
             # a per-sample (B, heads, N, N) mask goes with its samples into the kept subset
-            x = self.residual(x, partial(self._attn_branch, is_causal=is_causal), x, attn_mask)
+            x = self.residual(x, partial(self._attn_branch, is_causal=is_causal), x, attn_mask, kept=attn_kept)
         else:
-            x = self.residual(x, partial(self._attn_branch, attn_mask=attn_mask, is_causal=is_causal))
-        return self.residual(x, lambda t: self.ls2(self.mlp(self.norm2(t))))
+            x = self.residual(x, partial(self._attn_branch, attn_mask=attn_mask, is_causal=is_causal), kept=attn_kept)
+        return self.residual(x, lambda t: self.ls2(self.mlp(self.norm2(t))), kept=mlp_kept)
 
 
 class ESDXCABlock(_TimmAdapter, xcit.XCABlock):
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
-        x = self.residual(x, lambda t: self.gamma1 * self.attn(self.norm1(t)))
-        x = self.residual(x, lambda t: self.gamma3 * self.local_mp(self.norm3(t), H, W))  # 3 before 2, as timm
-        return self.residual(x, lambda t: self.gamma2 * self.mlp(self.norm2(t)))
+        attn_kept, local_kept, mlp_kept = self.draw_kept(x, 3)
+        x = self.residual(x, lambda t: self.gamma1 * self.attn(self.norm1(t)), kept=attn_kept)
+        x = self.residual(x, lambda t: self.gamma3 * self.local_mp(self.norm3(t), H, W),  # 3 before 2, as timm
+                          kept=local_kept)
+        return self.residual(x, lambda t: self.gamma2 * self.mlp(self.norm2(t)), kept=mlp_kept)
 
 
 class ESDXCiTClassAttentionBlock(_TimmAdapter, xcit.ClassAttentionBlock):
@@ -134,18 +139,20 @@ class ESDXCiTClassAttentionBlock(_TimmAdapter, xcit.ClassAttentionBlock):
         return torch.cat([self.gamma2 * self.mlp(x[:, 0:1]), x[:, 1:]], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.residual(x, self._attn_branch)
+        attn_kept, mlp_kept = self.draw_kept(x, 2)
+        x = self.residual(x, self._attn_branch, kept=attn_kept)
         if self.tokens_norm:
             x = self.norm2(x)
         else:
             x = torch.cat([self.norm2(x[:, 0:1]), x[:, 1:]], dim=1)
-        return self.residual(x, self._mlp_branch)
+        return self.residual(x, self._mlp_branch, kept=mlp_kept)
 
 
 class ESDLayerScaleBlock(_TimmAdapter, cait.LayerScaleBlock):
     def forward(self, x: Tensor) -> Tensor:
-        x = self.residual(x, lambda t: self.gamma_1 * self.attn(self.norm1(t)))
-        return self.residual(x, lambda t: self.gamma_2 * self.mlp(self.norm2(t)))
+        attn_kept, mlp_kept = self.draw_kept(x, 2)
+        x = self.residual(x, lambda t: self.gamma_1 * self.attn(self.norm1(t)), kept=attn_kept)
+        return self.residual(x, lambda t: self.gamma_2 * self.mlp(self.norm2(t)), kept=mlp_kept)
 
 
 class ESDLayerScaleBlockClassAttn(_TimmAdapter, cait.LayerScaleBlockClassAttn):
@@ -155,8 +162,9 @@ class ESDLayerScaleBlockClassAttn(_TimmAdapter, cait.LayerScaleBlockClassAttn):
 
     def forward(self, x: Tensor, x_cls: Tensor) -> Tensor:
         # the residual is the class token; the attention reads [class token, patches] of the same kept samples
-        x_cls = self.residual(x_cls, self._attn_branch, x_cls, x)
-        return self.residual(x_cls, lambda t: self.gamma_2 * self.mlp(self.norm2(t)))
+        attn_kept, mlp_kept = self.draw_kept(x_cls, 2)
+        x_cls = self.residual(x_cls, self._attn_branch, x_cls, x, kept=attn_kept)
+        return self.residual(x_cls, lambda t: self.gamma_2 * self.mlp(self.norm2(t)), kept=mlp_kept)
 
 
 # Exact timm class -> adapter. Matched by exact type, so that a timm subclass with another forward is never

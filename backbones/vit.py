@@ -59,8 +59,9 @@ class Block(StochasticDepthBlock):
         return self.ls2(self.mlp(self.norm2(x)))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.residual(x, self.attn_branch)
-        return self.residual(x, self.mlp_branch)
+        attn_kept, mlp_kept = self.draw_kept(x, 2)  # both branches' ESD subsets in one draw (None: all samples)
+        x = self.residual(x, self.attn_branch, kept=attn_kept)
+        return self.residual(x, self.mlp_branch, kept=mlp_kept)
 
 
 class VisionTransformer(nn.Module):
@@ -80,10 +81,10 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, init_values) for _ in range(depth))
         self.norm = LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        trunc_normal_(self.pos_embed, std=0.02)
         # timm's feature metadata (features_only=True, FeatureGetterNet): every block, at the patch stride
         self.feature_info = [dict(module=f'blocks.{i}', num_chs=embed_dim, reduction=self.patch_embed.patch_size[0])
                              for i in range(depth)]
+        trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
         self.apply(_init_weights)
 

@@ -1,13 +1,20 @@
-"""Measurement helpers shared by the benchmarks: FLOPs, bytes saved for backward, device description."""
+"""Measurement helpers shared by the benchmarks (and the tests' FLOP counts): FLOPs, bytes saved for backward,
+aten ops dispatched (the host's work in eager mode), host vs GPU time, the device's measured matmul peak (the
+denominator of MFU), compiled copies of a model, device description."""
 from __future__ import annotations
 
+import collections
+import copy
+import json
 import os
 import platform
 import time
-from typing import Callable, Dict
+from pathlib import Path
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 aten = torch.ops.aten
@@ -60,13 +67,96 @@ def device_name(device: torch.device) -> str:
     return f'CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads used'
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operators dispatched below autograd, forward and backward: in eager mode each is a host
+    round of dispatch and (on a GPU) at least one kernel launch, so it measures the host's work per step on any
+    device."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())
+
+
 def counted(model: nn.Module, step: Callable[[], None]) -> dict:
-    """FLOPs and bytes saved for backward of one call of `step` (forward + backward of `model`)."""
-    with flop_counter() as flops, SavedForBackward(model) as saved:
+    """FLOPs, bytes saved for backward and aten ops of one call of `step` (forward + backward of `model`)."""
+    with flop_counter() as flops, SavedForBackward(model) as saved, OpCounter() as ops:
         step()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return dict(flops=flops.get_total_flops(), activation_bytes=saved.bytes)
+    return dict(flops=flops.get_total_flops(), activation_bytes=saved.bytes, aten_ops=ops.total)
+
+
+def host_and_kernel_time(step: Callable[[], None]) -> dict:
+    """CUDA only: how long the host takes to issue one `step` (it returns before the GPU is done, unless a sync
+    or a full launch queue holds it) and the summed duration of the GPU kernels it ran (torch.profiler). Host
+    time above kernel time means the step is bound by the host launching kernels."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    host = time.perf_counter() - start
+    torch.cuda.synchronize()
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    kernels = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
+    return dict(host_s=host, kernel_s=kernels / 1e6)
+
+
+def matmul_peak(device: torch.device, size: Optional[int] = None, repeats: Optional[int] = None) -> dict:
+    """The device's dense matmul throughput, measured now: bf16 on CUDA (size 8192), float32 on CPU (size
+    2048, the dtype the CPU benchmarks run in), timed after a warm-up. MFU = model FLOP/s over this."""
+    cuda = device.type == 'cuda'
+    dtype = torch.bfloat16 if cuda else torch.float32
+    size = size or (8192 if cuda else 2048)
+    repeats = repeats or (50 if cuda else 5)
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    for _ in range(max(2, repeats // 5)):
+        torch.mm(a, b, out=out)
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b, out=out)
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return dict(flops_per_s=2 * size ** 3 * repeats / elapsed, dtype=str(dtype).removeprefix('torch.'), size=size)
+
+
+COMPILE_SCOPES = ('model', 'blocks')
+
+
+def compiled_copy(model: nn.Module, scope: str = 'model', mode: Optional[str] = None,
+                  fullgraph: bool = True) -> nn.Module:
+    """A compiled copy of `model` with the same weights; `model` itself stays eager.
+
+    scope 'model' compiles the whole forward (as the training engine's `train.compile=True`); 'blocks' compiles
+    each of `model.blocks` (torch's "regional compilation": the blocks hold nearly all the FLOPs, and identical
+    blocks share one compiled graph, so it compiles in a fraction of the time). Shapes are static (dynamic=False):
+    a benchmark step always has the same batch. fullgraph=True makes a graph break an error.
+    """
+    if scope not in COMPILE_SCOPES:
+        raise ValueError(f'compile scope {scope!r}: expected one of {COMPILE_SCOPES}')
+    # every variant and shape is one more compiled entry of the same forward code: keep them all
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    model = copy.deepcopy(model)
+    mode = None if mode in (None, 'default') else mode
+    if scope == 'model':
+        return torch.compile(model, mode=mode, dynamic=False, fullgraph=fullgraph)
+    for block in model.blocks:
+        block.compile(mode=mode, dynamic=False, fullgraph=fullgraph)
+    return model
 
 
 def timed(step: Callable[[], None], cuda: bool) -> dict:
@@ -83,3 +173,15 @@ def timed(step: Callable[[], None], cuda: bool) -> dict:
     if cuda:
         out['peak_bytes'] = torch.cuda.max_memory_allocated() - before
     return out
+
+
+def write_results(out: Path, data: dict, text: str) -> None:
+    """`<out>.json` and `<out>.md`, each written to a temporary file first and renamed: a killed run leaves the
+    previous results whole."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, content in (('.json', json.dumps(data, indent=1) + '\n'), ('.md', text)):
+        path = Path(f'{out}{suffix}')
+        tmp = path.with_name(path.name + '.tmp')
+        tmp.write_text(content)
+        os.replace(tmp, path)

@@ -1,7 +1,8 @@
 """Efficient stochastic depth (ESD) against masking: training-step time, FLOPs and activation memory.
 
-    python benchmarks/esd.py [--models vit_b vit_l] [--rates 0.1 0.2 0.45 0.6] [--batch N] [--repeats N]
-                             [--img-size N] [--threads N] [--out benchmarks/results/esd_cpu]
+    python benchmarks/esd.py [--models vit_l@80 vit_b@80 vit_b@320] [--rates 0.1 0.2 0.45 0.6] [--batch N]
+                             [--repeats N] [--img-size N] [--compile-rates 0.45 | none] [--compile-scope blocks|model]
+                             [--compile-mode default|...] [--threads N] [--out benchmarks/results/esd_<device>]
 
 For each model and rate, one model (same weights) runs forward + backward in mode 'mask' and in mode 'esd',
 side by side in this process: first one counted step (FLOPs with torch's FlopCounterMode, and the bytes of
@@ -9,7 +10,12 @@ the tensors autograd saves for backward; it doubles as warm-up; masking is count
 computes everything at any rate), then `--repeats` timed steps per mode, interleaved mask/esd/esd/mask/...
 so that drifts in machine load hit both modes alike. Times are medians; the time ratio is the median of the
 per-pair ratios. Ideal ratio: keep / B = 1 - rate when B (1 - rate) is a whole number (the default batches
-are chosen for that: 20 on CPU, 80 on GPU).
+are chosen for that: 20 on CPU, 80 and 320 on GPU). Models are given as name[@batch].
+
+At the `--compile-rates`, compiled copies of the model (same weights; `--compile-scope blocks` compiles each
+block, `model` the whole model, see benchmarks/pretrain_step.py) are timed the same way: the "compiled" columns.
+The eager step also reports the aten ops it dispatches (the host's work per step) and, on CUDA, the time the
+host takes to issue it against the summed GPU kernel time (host above kernels: the step is launch-bound).
 
 On CUDA the step runs under bf16 autocast and the peak memory of the step (torch.cuda.max_memory_allocated
 above what was allocated before it) is reported too. Activation memory, on any device, is the total size of
@@ -20,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,71 +42,126 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 
 import timm  # noqa: E402
 from backbones import create_model, effective_drop_rate, keep_count, set_stochastic_depth  # noqa: E402
-from benchmarks.common import counted, device_name, timed  # noqa: E402
+from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,  # noqa: E402
+                               timed, write_results)
 
 MODES = ('mask', 'esd')
 CPU_IMG_SIZE = {'vit_l': 112, 'vit_h': 112}  # the default CPU run: about 90 TFLOP, ~10 min on 2 idle cores
+GPU_DEFAULT_RUNS = ['vit_l@80', 'vit_b@80', 'vit_b@320']  # the issue's rows
+CPU_DEFAULT_RUNS = ['vit_b@20', 'vit_l@20']
 
 
 class Bench:
-    def __init__(self, model: nn.Module, batch: int, img_size: int, device: torch.device):
-        self.model, self.device = model, device
-        self.images = torch.randn(batch, 3, img_size, img_size, device=device)
-        self.labels = torch.randint(0, 1000, (batch,), device=device)
-        self.cuda = device.type == 'cuda'
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, compiled: bool = False):
+        self.model, self.images, self.labels, self.compiled = model, images, labels, compiled
+        self.cuda = images.is_cuda
 
     def step(self) -> None:
+        if self.compiled:  # a new iteration for CUDA-graph trees (reduce-overhead / max-autotune); else a no-op
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=self.cuda):
             loss = F.cross_entropy(self.model(self.images), self.labels)
         loss.backward()
+
+    def run(self) -> None:
+        self.model.zero_grad(set_to_none=True)
+        self.step()
 
     def counted_step(self) -> dict:
         self.model.zero_grad(set_to_none=True)
         return counted(self.model, self.step)
 
     def timed_step(self) -> dict:
-        self.model.zero_grad(set_to_none=True)
-        return timed(self.step, self.cuda)
+        return timed(self.run, self.cuda)
+
+
+def interleaved(benches: Dict[str, Bench], repeats: int, before=lambda mode: None) -> Dict[str, dict]:
+    """`repeats` timed steps per mode, in alternating order (mask/esd/esd/mask/...); `before(mode)` sets it up."""
+    out = {mode: dict(times=[], peaks=[]) for mode in MODES}
+    for r in range(repeats):
+        for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+            before(mode)
+            measured = benches[mode].timed_step()
+            out[mode]['times'].append(measured['time'])
+            if 'peak_bytes' in measured:
+                out[mode]['peaks'].append(measured['peak_bytes'])
+    return out
+
+
+def summary(measured: Dict[str, dict]) -> dict:
+    mask, esd = measured['mask'], measured['esd']
+    out = {mode: dict(time_s=statistics.median(m['times']), times_s=m['times']) for mode, m in measured.items()}
+    out['time_ratio'] = statistics.median(e / m for e, m in zip(esd['times'], mask['times']))
+    if mask['peaks']:
+        for mode, m in measured.items():
+            out[mode]['peak_bytes'] = max(m['peaks'])
+        out['peak_memory_ratio'] = out['esd']['peak_bytes'] / out['mask']['peak_bytes']
+    return out
+
+
+def run_compiled(model: nn.Module, rate: float, images: torch.Tensor, labels: torch.Tensor, repeats: int,
+                 warmup: int, scope: str, mode: str) -> dict:
+    """Compiled copies of `model` in each mode at this rate, timed as the eager ones."""
+    cuda = images.is_cuda
+    benches, compile_s = {}, {}
+    for m in MODES:
+        set_stochastic_depth(model, rate, m)
+        benches[m] = Bench(compiled_copy(model, scope, mode), images, labels, compiled=True)
+        start = time.perf_counter()
+        benches[m].run()  # compiles forward and backward
+        if cuda:
+            torch.cuda.synchronize()
+        compile_s[m] = round(time.perf_counter() - start, 1)
+    for _ in range(max(warmup, 2 if cuda else 0)):  # CUDA-graph trees record on the 2nd/3rd call
+        for m in MODES:
+            benches[m].run()
+    out = summary(interleaved(benches, repeats))
+    for m in MODES:
+        out[m]['compile_s'] = compile_s[m]
+        if cuda:
+            out[m].update(host_and_kernel_ms(benches[m]))
+    return out
+
+
+def host_and_kernel_ms(bench: Bench) -> dict:
+    measured = host_and_kernel_time(bench.run)
+    return dict(host_ms=measured['host_s'] * 1e3, kernel_ms=measured['kernel_s'] * 1e3)
 
 
 def run_model(name: str, rates: List[float], batch: int, img_size: int, repeats: int, warmup: int,
-              device: torch.device) -> List[dict]:
+              device: torch.device, compile_rates: List[float], scope: str, compile_mode: str) -> List[dict]:
     torch.manual_seed(0)
     model = create_model(name, img_size=img_size, num_classes=1000).to(device).train()
-    bench = Bench(model, batch, img_size, device)
+    images = torch.randn(batch, 3, img_size, img_size, device=device)
+    labels = torch.randint(0, 1000, (batch,), device=device)
+    bench = Bench(model, images, labels)
     rows = []
     set_stochastic_depth(model, max(rates), 'mask')
     mask_counts = bench.counted_step()  # masking computes every branch: its counts do not depend on the rate
     for rate in rates:
         keep = keep_count(batch, rate)
-        per_mode: Dict[str, dict] = {}
+        counts: Dict[str, dict] = {}
         for mode in MODES:
             set_stochastic_depth(model, rate, mode)
-            per_mode[mode] = dict(mask_counts) if mode == 'mask' else bench.counted_step()
+            counts[mode] = dict(mask_counts) if mode == 'mask' else bench.counted_step()
             for _ in range(warmup):
                 bench.step()
-            per_mode[mode]['times'], per_mode[mode]['peaks'] = [], []
-        for r in range(repeats):
-            for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+        eager = summary(interleaved({m: bench for m in MODES}, repeats,
+                                    before=lambda mode: set_stochastic_depth(model, rate, mode)))
+        row = dict(model=name, img_size=img_size, batch=batch, rate=rate, keep=keep,
+                   effective_rate=effective_drop_rate(batch, rate), ideal_ratio=keep / batch)
+        for mode in MODES:
+            row[mode] = dict(eager[mode], **counts[mode])
+            if device.type == 'cuda':
                 set_stochastic_depth(model, rate, mode)
-                measured = bench.timed_step()
-                per_mode[mode]['times'].append(measured['time'])
-                if 'peak_bytes' in measured:
-                    per_mode[mode]['peaks'].append(measured['peak_bytes'])
-        mask, esd = per_mode['mask'], per_mode['esd']
-        row = dict(
-            model=name, img_size=img_size, batch=batch, rate=rate, keep=keep,
-            effective_rate=effective_drop_rate(batch, rate), ideal_ratio=keep / batch,
-            mask=dict(time_s=statistics.median(mask['times']), times_s=mask['times'], flops=mask['flops'],
-                      activation_bytes=mask['activation_bytes']),
-            esd=dict(time_s=statistics.median(esd['times']), times_s=esd['times'], flops=esd['flops'],
-                     activation_bytes=esd['activation_bytes']),
-            ratio=dict(time=statistics.median(e / m for e, m in zip(esd['times'], mask['times'])),
-                       flops=esd['flops'] / mask['flops'],
-                       activation_memory=esd['activation_bytes'] / mask['activation_bytes']))
-        if mask['peaks']:
-            row['mask']['peak_bytes'], row['esd']['peak_bytes'] = max(mask['peaks']), max(esd['peaks'])
-            row['ratio']['peak_memory'] = row['esd']['peak_bytes'] / row['mask']['peak_bytes']
+                row[mode].update(host_and_kernel_ms(bench))
+        row['ratio'] = dict(time=eager['time_ratio'], flops=counts['esd']['flops'] / counts['mask']['flops'],
+                            activation_memory=counts['esd']['activation_bytes'] / counts['mask']['activation_bytes'])
+        if 'peak_memory_ratio' in eager:
+            row['ratio']['peak_memory'] = eager['peak_memory_ratio']
+        if any(abs(rate - r) < 1e-9 for r in compile_rates):
+            row['compiled'] = run_compiled(model, rate, images, labels, repeats, warmup, scope, compile_mode)
+            torch._dynamo.reset()  # drop this rate's compiled entries (the on-disk caches stay)
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -109,17 +169,27 @@ def run_model(name: str, rates: List[float], batch: int, img_size: int, repeats:
 
 # -- reporting -----------------------------------------------------------------------------------------------------
 COLUMNS = ['model', 'img', 'rate', 'keep/B', 'ideal', 'mask s', 'esd s', 'time', 'speed-up', 'FLOPs', 'act. mem',
-           'peak mem', 'act. MiB mask/esd']
+           'peak mem', 'act. MiB mask/esd', 'aten ops mask/esd', 'host/kernel ms mask', 'host/kernel ms esd',
+           'compiled mask s', 'compiled esd s', 'compiled speed-up']
+
+
+def _host_kernel(entry: dict) -> str:
+    return f"{entry['host_ms']:.1f} / {entry['kernel_ms']:.1f}" if 'host_ms' in entry else '-'
 
 
 def format_cells(row: dict) -> List[str]:
     ratio = row['ratio']
     peak = f"{ratio['peak_memory']:.3f}" if 'peak_memory' in ratio else '-'
     mib = f"{row['mask']['activation_bytes'] / 2 ** 20:.0f} / {row['esd']['activation_bytes'] / 2 ** 20:.0f}"
+    compiled = row.get('compiled')
+    compiled_cells = ['-'] * 3 if compiled is None else [
+        f"{compiled['mask']['time_s']:.3f}", f"{compiled['esd']['time_s']:.3f}", f"{1 / compiled['time_ratio']:.2f}x"]
     return [row['model'], str(row['img_size']), f"{row['rate']:g}", f"{row['keep']}/{row['batch']}",
             f"{row['ideal_ratio']:.3f}", f"{row['mask']['time_s']:.3f}", f"{row['esd']['time_s']:.3f}",
             f"{ratio['time']:.3f}", f"{1 / ratio['time']:.2f}x", f"{ratio['flops']:.3f}",
-            f"{ratio['activation_memory']:.3f}", peak, mib]
+            f"{ratio['activation_memory']:.3f}", peak, mib,
+            f"{row['mask']['aten_ops']} / {row['esd']['aten_ops']}", _host_kernel(row['mask']),
+            _host_kernel(row['esd'])] + compiled_cells
 
 
 def format_row(row: dict) -> str:
@@ -129,10 +199,13 @@ def format_row(row: dict) -> str:
 def markdown(meta: dict, rows: List[dict]) -> str:
     lines = [f"# Efficient stochastic depth vs masking ({meta['device']})", '',
              f"{meta['date']}; torch {meta['torch']}, timm {meta['timm']}; dtype {meta['dtype']}; "
-             f"batch {meta['batch']}; {meta['repeats']} timed steps per mode and rate.", '',
+             f"{meta['repeats']} timed steps per mode and rate; compiled: scope {meta['compile_scope']}, mode "
+             f"{meta['compile_mode']}.", '',
              'Ratios are ESD / masking for one forward + backward step (ideal: keep/B = 1 - rate). '
              '"time" is the median of interleaved pairs, "act. mem" the bytes saved for backward '
-             '(parameters excluded), "peak mem" the CUDA peak above the memory held before the step.', '']
+             '(parameters excluded), "peak mem" the CUDA peak above the memory held before the step, "aten ops" '
+             'the operators an eager step dispatches (host work), "host/kernel ms" the time the host takes to '
+             'issue an eager step and the summed GPU kernel time (CUDA only).', '']
     lines += [f"Command: `{meta['command']}`; wall time {meta.get('wall_s', '?')} s.", '']
     lines += [f"Note: {note}" for note in meta['notes']] + ([''] if meta['notes'] else [])
     lines.append('| ' + ' | '.join(COLUMNS) + ' |')
@@ -148,20 +221,35 @@ def target_summary(meta: dict, rows: List[dict]) -> str:
     if row is None:
         return 'Target (ViT-L, rate 0.45, GPU): not measured in this run.'
     speedup, memory = 1 / row['ratio']['time'], row['ratio']['activation_memory']
-    verdict = ('met' if speedup >= 1.6 and memory <= 0.6 else 'not met') if 'CPU' not in meta['device'] else \
+    compiled = f", compiled {1 / row['compiled']['time_ratio']:.2f}x" if 'compiled' in row else ''
+    best = max(speedup, 1 / row['compiled']['time_ratio'] if 'compiled' in row else 0.0)
+    verdict = ('met' if best >= 1.6 and memory <= 0.6 else 'not met') if 'CPU' not in meta['device'] else \
         'not judged on CPU'
-    return (f'Target (ViT-L, rate 0.45, GPU): speed-up >= 1.6x and activation memory <= 0.6x; this run: '
-            f'{speedup:.2f}x and {memory:.3f}x ({verdict}).')
+    return (f"Target (ViT-L, rate 0.45, GPU): speed-up >= 1.6x and activation memory <= 0.6x; this run (batch "
+            f"{row['batch']}): {speedup:.2f}x eager{compiled} and {memory:.3f}x ({verdict}).")
+
+
+def parse_run(spec: str, default_batch: int) -> Tuple[str, int]:
+    name, _, batch = spec.partition('@')
+    if batch and not (batch.isdigit() and int(batch) > 0):
+        raise SystemExit(f'--models {spec!r}: the batch after @ must be a positive integer')
+    return name, int(batch) if batch else default_batch
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--models', nargs='+', default=['vit_b', 'vit_l'])
+    parser.add_argument('--models', nargs='+', help=f'name[@batch] (batch default --batch); default on CUDA '
+                        f'{GPU_DEFAULT_RUNS}, on CPU {CPU_DEFAULT_RUNS}')
     parser.add_argument('--rates', nargs='+', type=float, default=[0.1, 0.2, 0.45, 0.6])
-    parser.add_argument('--batch', type=int, help='default 80 on CUDA, 20 on CPU (exact keep counts)')
+    parser.add_argument('--batch', type=int, help='where --models gives none: 80 on CUDA, 20 on CPU (exact keeps)')
     parser.add_argument('--img-size', type=int, help=f'default 224 (on CPU: {CPU_IMG_SIZE} for speed)')
     parser.add_argument('--repeats', type=int, help='timed steps per mode and rate: default 10 on CUDA, 3 on CPU')
     parser.add_argument('--warmup', type=int, help='extra untimed steps per mode and rate: 3 on CUDA, 0 on CPU')
+    parser.add_argument('--compile-rates', nargs='+', default=['0.45'],
+                        help="rates also timed compiled ('none': eager only; default 0.45)")
+    parser.add_argument('--compile-scope', choices=COMPILE_SCOPES, default='blocks')
+    parser.add_argument('--compile-mode', default='default',
+                        choices=('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'))
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='output path without suffix (default benchmarks/results/esd_<device>)')
@@ -171,38 +259,49 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cuda = device.type == 'cuda'
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch = args.batch or (80 if cuda else 20)
+    runs = [parse_run(s, args.batch or (80 if cuda else 20))
+            for s in (args.models or (GPU_DEFAULT_RUNS if cuda else CPU_DEFAULT_RUNS))]
+    try:
+        compile_rates = [] if args.compile_rates == ['none'] else [float(r) for r in args.compile_rates]
+    except ValueError:
+        raise SystemExit(f"--compile-rates {' '.join(args.compile_rates)}: expected rates or 'none'")
     repeats = args.repeats or (10 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (3 if cuda else 0)
     notes = []
-    inexact = [r for r in args.rates if abs(effective_drop_rate(batch, r) - r) > 1e-9]
-    if inexact:
-        notes.append(f'batch {batch} quantizes rates {inexact}: the ideal ratio uses the effective rate')
+    for batch in sorted({b for _, b in runs}):
+        inexact = [r for r in args.rates if abs(effective_drop_rate(batch, r) - r) > 1e-9]
+        if inexact:
+            notes.append(f'batch {batch} quantizes rates {inexact}: the ideal ratio uses the effective rate')
     if not cuda:
         notes.append('CPU, float32: the timings show the trend only; the target device is a GPU with bf16')
     meta = dict(device=device_name(device), torch=torch.__version__, timm=timm.__version__,
-                date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'), batch=batch,
-                dtype='bfloat16 autocast' if cuda else 'float32', repeats=repeats, warmup=warmup,
-                threads=torch.get_num_threads(), python=platform.python_version(),
+                date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+                batches=sorted({b for _, b in runs}), dtype='bfloat16 autocast' if cuda else 'float32',
+                repeats=repeats, warmup=warmup, threads=torch.get_num_threads(), python=platform.python_version(),
+                compile_rates=compile_rates, compile_scope=args.compile_scope, compile_mode=args.compile_mode,
                 command=' '.join(['python', 'benchmarks/esd.py'] + (sys.argv[1:] if argv is None else argv)),
                 notes=notes)
 
     rows = []
     started = time.perf_counter()
-    for name in args.models:
+    for name, batch in runs:
         img_size = args.img_size or (224 if cuda else CPU_IMG_SIZE.get(name, 224))
         if img_size != 224:
             why = ', the CPU default, to keep the run short' if args.img_size is None else ''
-            notes.append(f'{name} at {img_size}x{img_size} instead of 224x224{why}')
+            note = f'{name} at {img_size}x{img_size} instead of 224x224{why}'
+            if note not in notes:
+                notes.append(note)
         print(f'{name}: batch {batch}, {img_size}x{img_size}, {meta["dtype"]}, {meta["device"]}', flush=True)
-        rows += run_model(name, args.rates, batch, img_size, repeats, warmup, device)
+        rows += run_model(name, args.rates, batch, img_size, repeats, warmup, device, compile_rates,
+                          args.compile_scope, args.compile_mode)
+        if cuda:
+            torch.cuda.empty_cache()
     meta['wall_s'] = round(time.perf_counter() - started, 1)
 
-    print('\n' + markdown(meta, rows))
+    text = markdown(meta, rows)
+    print('\n' + text)
     out = Path(args.out or ROOT / 'benchmarks' / 'results' / f'esd_{device.type}')
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f'{out}.json').write_text(json.dumps(dict(meta=meta, results=rows), indent=1) + '\n')
-    Path(f'{out}.md').write_text(markdown(meta, rows))
+    write_results(out, dict(meta=meta, results=rows), text)
     print(f'wrote {out}.json and {out}.md')
     return dict(meta=meta, results=rows)
 

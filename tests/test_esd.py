@@ -3,18 +3,19 @@ rate quantization (supplement, appendix C), schedules and argument checks."""
 from __future__ import annotations
 
 import math
+import shutil
 import warnings
 
 import pytest
 import torch
+import torch._inductor.config
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from backbones import (create_model, drop_add_residual, effective_drop_rate, esd_report, keep_count,
                        set_stochastic_depth, stochastic_depth_blocks)
 from backbones import esd
-
-aten = torch.ops.aten
+from backbones.vit import Block
+from benchmarks.common import SavedForBackward, flop_counter
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -148,14 +149,6 @@ def test_vit_esd_trains():
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------------------------
-def flop_counter() -> FlopCounterMode:
-    """torch's counter, plus the CPU fused-attention kernels it does not know (same cost as the GPU ones)."""
-    return FlopCounterMode(display=False, custom_mapping={  # the counter passes shapes to these
-        aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *_, **__: sdpa_flop_count(q, k, v),
-        aten._scaled_dot_product_flash_attention_for_cpu_backward:
-            lambda grad, q, k, v, *_, **__: sdpa_backward_flop_count(grad, q, k, v)})
-
-
 def block_train_flops(model: nn.Module, tokens: torch.Tensor) -> int:
     """Forward + backward FLOPs of the transformer blocks alone."""
     tokens = tokens.detach().requires_grad_()
@@ -185,20 +178,12 @@ def test_esd_block_flops_scale_with_one_minus_rate():
 
 def block_saved_bytes(model: nn.Module, tokens: torch.Tensor) -> int:
     """Bytes of the distinct storages the blocks save for backward, parameters excluded: the activation
-    memory a training step holds (saved tensors stay alive until backward, so addresses are unique)."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.untyped_storage().data_ptr() not in parameters:
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    memory a training step holds."""
+    with SavedForBackward(model) as saved:
         x = tokens.detach().requires_grad_()
         for block in model.blocks:
             x = block(x)
-    return sum(storages.values())
+    return saved.bytes
 
 
 def test_esd_block_activation_memory_scales_with_one_minus_rate():
@@ -289,3 +274,83 @@ def test_invalid_modes_and_schedules_raise():
         set_stochastic_depth(model, 0.2, schedule='cosine')
     with pytest.raises(ValueError, match=r"drop_path_schedule='cosine'"):
         create_model('vit_t', img_size=32, drop_path_schedule='cosine')
+
+
+# -- draws ---------------------------------------------------------------------------------------------------------
+def test_block_draws_independent_uniform_subsets_per_branch():
+    """A block's branches are drawn at once (`draw_kept`), yet each is a uniform subset of `keep` distinct
+    samples, independent of the other: sample i is in a branch's subset with probability keep/B and in both
+    with (keep/B)^2. 4.5 standard errors over 4000 draws (fixed seed)."""
+    torch.manual_seed(7)
+    batch, keep, draws = 10, 4, 4000
+    block = Block(8, 2).train()
+    block.drop_path_rate = 1 - keep / batch
+    x = torch.zeros(batch, 3, 8)
+    inside = torch.zeros(draws, 2, batch)
+    for n in range(draws):
+        first, second = block.draw_kept(x, 2)
+        assert first.shape == second.shape == (keep,) and first.dtype == torch.int64
+        assert len(set(first.tolist())) == len(set(second.tolist())) == keep
+        inside[n, 0, first], inside[n, 1, second] = 1.0, 1.0
+    p = keep / batch
+    for observed, expected in ((inside.mean(0), p), ((inside[:, 0] * inside[:, 1]).mean(0), p * p)):
+        z = (observed - expected) / math.sqrt(expected * (1 - expected) / draws)
+        assert z.abs().max() < 4.5, z.tolist()
+    assert block.draw_kept(x, 2) != (None, None) and block.eval().draw_kept(x, 2) == (None, None)
+
+
+def test_kept_indices_of_the_wrong_size_are_refused():
+    with pytest.raises(ValueError, match=r'kept indices of shape \(5,\): expected \(6,\) for a batch of 10'):
+        drop_add_residual(torch.randn(10, 3), positive_branch, rate=0.4, mode='esd', training=True,
+                          kept=torch.arange(5))
+
+
+# -- torch.compile -------------------------------------------------------------------------------------------------
+def eager_and_compiled(module: nn.Module, x: torch.Tensor, **compile_args):
+    """Output and input gradient of `module(x)`, eager and compiled, each after `manual_seed(0)`."""
+    results = []
+    for fn in (module, torch.compile(module, fullgraph=True, **compile_args)):  # fullgraph: a break is an error
+        torch.manual_seed(0)
+        xi = x.detach().clone().requires_grad_()
+        out = fn(xi)
+        out.square().sum().backward()
+        results.append((out.detach(), xi.grad))
+    return results
+
+
+@pytest.mark.parametrize('mode, dynamic', [('esd', False), ('esd', True), ('mask', False)])
+def test_vit_training_step_traces_as_one_graph(mode, dynamic):
+    """The whole ViT forward + backward traces without a graph break, ESD's draws and index_add included, also
+    with a symbolic batch size (dynamic=True, as torch.compile does after a batch-size change). The aot_eager
+    backend runs the traced aten graph as it is, so with the same seed it draws the same random numbers and
+    must give eager's output and gradients."""
+    torch._dynamo.reset()
+    torch.manual_seed(8)
+    model = create_model('vit_t', img_size=16, patch_size=8, num_classes=4, depth=1, embed_dim=16,
+                         num_heads=2, drop_path_rate=0.3, drop_path_mode=mode).train()
+    images = torch.randn(10, 3, 16, 16)
+    (eager, eager_grad), (compiled, compiled_grad) = eager_and_compiled(model, images, backend='aot_eager',
+                                                                        dynamic=dynamic)
+    with torch.no_grad():
+        assert not torch.allclose(eager, model.eval()(images))  # samples were dropped
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(compiled_grad, eager_grad)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ('g++', 'c++', 'clang++')),
+                    reason='torch.compile (inductor) needs a C++ compiler on CPU and this machine has none')
+def test_esd_block_compiles_with_inductor():
+    """Our ViT block with ESD through inductor, fullgraph: the random draw, the gathers and the scaled index_add
+    are lowered and fused, and give eager's output and gradient (fallback_random: inductor draws with torch's
+    generator, so the same seed selects the same samples)."""
+    torch._dynamo.reset()
+    torch.manual_seed(9)
+    block = Block(16, 2).train()
+    block.drop_path_rate = 0.3
+    x = torch.randn(10, 5, 16)
+    with torch._inductor.config.patch(fallback_random=True):
+        (eager, eager_grad), (compiled, compiled_grad) = eager_and_compiled(block, x)
+    with torch.no_grad():
+        assert not torch.allclose(eager, block.eval()(x))  # samples were dropped
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(compiled_grad, eager_grad)

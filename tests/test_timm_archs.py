@@ -13,12 +13,11 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.models import cait, vision_transformer, xcit
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from backbones import StochasticDepthBlock, create_model, set_stochastic_depth, stochastic_depth_blocks
 from backbones.timm_models import TIMM_ADAPTERS, adapt_timm_model
+from benchmarks.common import flop_counter
 
-aten = torch.ops.aten
 IMG, BATCH = 64, 8
 
 RESNET_OPTIONS = dict(block_args=dict(attn_layer='se'), aa_layer=nn.AvgPool2d, drop_block_rate=0.2)
@@ -71,14 +70,6 @@ def build(arch: str, drop_path_rate: float = 0.0) -> tuple:
 
 def images(seed: int = 0) -> torch.Tensor:
     return torch.randn(BATCH, 3, IMG, IMG, generator=torch.Generator().manual_seed(seed))
-
-
-def flop_counter() -> FlopCounterMode:
-    """torch's counter, plus the CPU fused-attention kernels it does not know (same cost as the GPU ones)."""
-    return FlopCounterMode(display=False, custom_mapping={  # the counter passes shapes to these
-        aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *_, **__: sdpa_flop_count(q, k, v),
-        aten._scaled_dot_product_flash_attention_for_cpu_backward:
-            lambda grad, q, k, v, *_, **__: sdpa_backward_flop_count(grad, q, k, v)})
 
 
 @pytest.mark.parametrize('arch', ARCHS)
