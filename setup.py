@@ -38,7 +38,11 @@ setup(
         # get the CUDA 2.14 build, which runs fine without a GPU (REFERENCE section 1).
         'torch>=2.4',
         'torchvision>=0.19',
-        'timm>=1.0.9',
+        # Floors checked by running tests/test_hub.py (2026-11-30): timm 1.0.31 is the first with what the Hub export
+        # uses (save_config_for_hf(data_config=...), recorded model args) and the block code timm_models.py
+        # adapts; huggingface_hub 0.25.0 and safetensors 0.4.0 pass.
+        'timm>=1.0.31',
+        'huggingface_hub>=0.25',
         'safetensors>=0.4',
         'numpy',
         'scipy',  # .mat readers (Flowers-102, Stanford Cars)

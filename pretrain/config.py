@@ -15,7 +15,6 @@ from typing import Iterable, List, Optional, Sequence
 from mmengine.config import Config, DictAction
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIRS = [Path(os.environ['COSUB_CONFIGS'])] if os.environ.get('COSUB_CONFIGS') else []
 
 
 def _config_root() -> Path:
@@ -31,6 +30,7 @@ def _config_root() -> Path:
 
 # Where config names are looked up, first match wins: $COSUB_CONFIGS (a folder laid out like configs/), then ours.
 CONFIG_DIRS += [_config_root()]
+CONFIG_DIRS = [Path(os.environ['COSUB_CONFIGS'])] if os.environ.get('COSUB_CONFIGS') else []
 
 # Each entry point's configs: task -> (subfolder of configs/, which file names belong to it). Segmentation configs
 # are MMSeg's (`mim train mmseg <file>`); _base_/ holds the shared recipes, never run directly.
@@ -68,6 +68,8 @@ def find_config(name: str, task: str = 'pretrain') -> Path:
     other = [t for t in TASKS if t != task and name in list_configs(t)]
     hint = f'; {name!r} is a {other[0]} config' if other else ''
     raise FileNotFoundError(f'unknown {task} config {name!r}{hint}; available: {", ".join(list_configs(task))} '
+    if other == ['segmentation']:
+        hint += f' (mim train mmseg {find_config(name, "segmentation")})'
                             '(or a path to a .py file)')
 
 
@@ -85,7 +87,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--output-dir', help='where log.jsonl, checkpoints and plots go')
     p.add_argument('--resume', nargs='?', const='auto',
                    help='resume from the latest checkpoint in --output-dir, or from the given checkpoint')
-    p.add_argument('--finetune', help='initialise the model from this checkpoint (ours, DeiT III or timm)')
+    p.add_argument('--finetune', '--pretrained', dest='finetune',
+                   help='initialise the model from this checkpoint (ours, DeiT III or timm; a file, '
+                        'hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>)')
     p.add_argument('--epochs', type=int)
     p.add_argument('--batch-size', type=int, help='global batch size (kept the same on any number of GPUs)')
     p.add_argument('--model', help='architecture name (ours: vit_t ... vit_h, or any timm model)')
