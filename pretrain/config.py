@@ -29,8 +29,8 @@ def _config_root() -> Path:
 
 
 # Where config names are looked up, first match wins: $COSUB_CONFIGS (a folder laid out like configs/), then ours.
-CONFIG_DIRS += [_config_root()]
 CONFIG_DIRS = [Path(os.environ['COSUB_CONFIGS'])] if os.environ.get('COSUB_CONFIGS') else []
+CONFIG_DIRS += [_config_root()]
 
 # Each entry point's configs: task -> (subfolder of configs/, which file names belong to it). Segmentation configs
 # are MMSeg's (`mim train mmseg <file>`); _base_/ holds the shared recipes, never run directly.
@@ -67,9 +67,9 @@ def find_config(name: str, task: str = 'pretrain') -> Path:
                 return d / subdir / f'{name}.py'
     other = [t for t in TASKS if t != task and name in list_configs(t)]
     hint = f'; {name!r} is a {other[0]} config' if other else ''
-    raise FileNotFoundError(f'unknown {task} config {name!r}{hint}; available: {", ".join(list_configs(task))} '
     if other == ['segmentation']:
         hint += f' (mim train mmseg {find_config(name, "segmentation")})'
+    raise FileNotFoundError(f'unknown {task} config {name!r}{hint}; available: {", ".join(list_configs(task))} '
                             '(or a path to a .py file)')
 
 
