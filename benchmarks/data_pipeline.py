@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -164,12 +163,16 @@ def one_process(pipe: Pipeline, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def through_loader(pipe: Pipeline, workers: int, count: int, batch: int) -> float:
-    """img/s of a DataLoader with `workers` processes, timed from its first batch (worker start-up excluded)."""
-    keys = [(i % len(pipe), i) for i in range(count + workers * batch)]
+UNTIMED_ROUNDS = 3  # worker start-up and the batches they prefetch before the loop starts taking them
+
+
+def through_loader(pipe: Pipeline, workers: int, rounds: int, batch: int) -> float:
+    """img/s of a DataLoader with `workers` processes in steady state: `rounds` rounds of one batch per worker,
+    timed after UNTIMED_ROUNDS rounds."""
+    keys = [(i % len(pipe), i) for i in range((UNTIMED_ROUNDS + rounds) * workers * batch)]
     loader = DataLoader(pipe, batch_size=batch, sampler=keys, num_workers=workers, prefetch_factor=2)
     it = iter(loader)
-    for _ in range(workers):  # every worker has delivered once: all are up
+    for _ in range(UNTIMED_ROUNDS * workers):
         next(it)
     start, seen = time.perf_counter(), 0
     for b in it:
@@ -226,8 +229,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--images', type=int, default=200, help='generated JPEGs (500x375, quality 90)')
     p.add_argument('--single', type=int, default=None,
                    help='images per one-process measurement (default 200; deit/timm get half)')
-    p.add_argument('--loader-images', type=int, default=None,
-                   help='images per DataLoader measurement (default 150 per worker)')
+    p.add_argument('--loader-rounds', type=int, default=6,
+                   help='timed DataLoader rounds of one batch per worker (after 3 untimed rounds)')
     p.add_argument('--batch', type=int, default=64, help='DataLoader batch size')
     p.add_argument('--device-batch', type=int, default=256, help='batch of the device half')
     p.add_argument('--pipelines', nargs='+', default=['ours', 'deit', 'timm', 'decode'],
@@ -242,7 +245,6 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     workers = args.workers or max(1, cores - 1)
     single = args.single or 200
-    loader_images = args.loader_images or 150 * workers
     wall = time.perf_counter()
 
     t0 = time.perf_counter()
@@ -260,7 +262,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         rows[name] = dict(one_process=round(one_process(pipe, n), 1))
         print(f'{name:7s} one process: {rows[name]["one_process"]:7.1f} img/s', flush=True)
     for name in args.pipelines:
-        rate = through_loader(Pipeline(name, files), workers, loader_images, args.batch)
+        rate = through_loader(Pipeline(name, files), workers, args.loader_rounds, args.batch)
         rows[name]['loader'] = round(rate, 1)
         rows[name]['loader_per_core'] = round(rate / workers, 1)
         print(f'{name:7s} {workers} workers: {rate:7.1f} img/s = {rate / workers:6.1f} per worker', flush=True)
@@ -283,7 +285,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 command='python benchmarks/data_pipeline.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                 images=len(paths), mean_file_kb=round(float(np.mean(sizes)) / 1024, 1), single_images=single,
-                loader_images=loader_images, batch=args.batch, wall_s=round(time.perf_counter() - wall, 1),
+                loader_rounds=args.loader_rounds, batch=args.batch, wall_s=round(time.perf_counter() - wall, 1),
                 **versions())
     text = report(meta, rows, ratios, device)
     print(text)
