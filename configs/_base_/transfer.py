@@ -15,6 +15,7 @@
 # (supplement A.1), so we use the supplement B.1 rule "tau = 0 disables cosub therefore we use 0.05".
 _base_ = ['./deit3_in1k.py']
 
+# The model: an ImageNet-1k checkpoint's architecture, stochastic depth as in pre-training (DeiT III uniform ESD).
 model = dict(
     _delete_=True,
     name=None,               # None: the architecture stored in the --finetune checkpoint (ours); else --model
@@ -23,6 +24,7 @@ model = dict(
     drop_path_mode='esd',
     drop_path_schedule='uniform',
 )
+# 224x224 (thesis Table 6.11 and supplement A.2: models pre-trained at 224 fine-tuned at 224); data per dataset.
 input_size = 224
 data = dict(
     _delete_=True,

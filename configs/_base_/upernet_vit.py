@@ -49,6 +49,7 @@ model = dict(
     auxiliary_head=dict(in_channels=768, num_classes=150),
     test_cfg=dict(mode='whole'))
 
+# Optimizer: AdamW with our layer-decay constructor (XCiT's recipe has no layer decay; the variants set one).
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
