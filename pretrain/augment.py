@@ -17,7 +17,8 @@ and a run on a given device reproduces itself bit for bit.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+import functools
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -85,10 +86,17 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) ->
     return x
 
 
+@functools.lru_cache(maxsize=8)
+def _mean_std(mean: Tuple[float, ...], std: Tuple[float, ...], device: torch.device, dtype: torch.dtype):
+    """The normalisation constants on the device, on the 0-255 scale; made once, not copied every step."""
+    shape = (1, -1, 1, 1)
+    return (torch.tensor(mean, dtype=dtype).view(shape).to(device) * 255.0,
+            torch.tensor(std, dtype=dtype).view(shape).to(device) * 255.0)
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """x: float on 0-255 -> (x / 255 - mean) / std."""
-    mean = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1) * 255.0
-    std = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1) * 255.0
+    mean, std = _mean_std(tuple(mean), tuple(std), x.device, x.dtype)
     return (x - mean) / std
 
 
