@@ -299,11 +299,12 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     report.missing = [k for k in own if k not in sd and k not in misshaped]
     report.unexpected = [k for k in sd if k not in own]
     # Both refusals come before anything is copied: the model is left as it was.
+    name = getattr(model, 'model_name', type(model).__name__)
     if strict and not (report.ok and not report.replaced):
-        raise CheckpointError(f'{path}: does not fit the model strictly: {fit_summary(report)}')
+        raise CheckpointError(f'{path}: does not fit model {name} strictly: {fit_summary(report)}')
     if len(report.unexpected) == len(sd):  # e.g. another architecture: nothing would be loaded at all
-        raise CheckpointError(f'{path}: none of its tensors fit the model ({type(model).__name__}): '
-                              f'{fit_summary(report)}')
+        raise CheckpointError(f'{path}: does not fit model {name} at all, none of its tensors would load '
+                              f'(another architecture?): {fit_summary(report)}')
     model.load_state_dict(sd, strict=False)
     logger.info('%s', report)
     return report

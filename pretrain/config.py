@@ -9,6 +9,7 @@ import argparse
 import difflib
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
@@ -99,6 +100,11 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument('--num-workers', type=int)
     p.add_argument('--no-cosub', action='store_true', help='train the DeiT III baseline (no co-training)')
     p.add_argument('--eval', action='store_true', help='only evaluate (--resume or --finetune gives the weights)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
+                        'and start afresh (without it, or --resume, such a run is refused)')
+    p.add_argument('--dry-run', action='store_true',
+                   help='print what the config will do (LR, batches, steps, estimated GPU-hours) and exit')
     p.add_argument('--allow-pickle', action='store_true',
                    help='allow checkpoints that need pickled code (only for files you trust)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
@@ -116,7 +122,10 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
             overrides['eval_only'] = True
         if getattr(args, 'allow_pickle', False):
             overrides['allow_pickle'] = True
+        if getattr(args, 'overwrite', False):
+            overrides['overwrite'] = True
         overrides.update(args.cfg_options or {})
+        validate_overrides(cfg, overrides, checked=set(args.cfg_options or {}))
         cfg.merge_from_dict(overrides)
     if cfg.get('loss') is not None:  # BCE with label smoothing silently trains on all-positive targets
         from pretrain.cosub import check_loss_config
@@ -125,20 +134,172 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
     return cfg
 
 
-def parse(argv: Optional[Sequence[str]] = None, description: str = '', subdir: str = '',
-          name_flag: str = '--cfg', default: Optional[str] = None) -> Config:
-    """Parse the command line of an entry point into a config."""
+def build_parser(description: str = '', task: str = 'pretrain', name_flag: str = '--cfg',
+                 default: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line every entry point shares: the config name flag and the common flags."""
     parser = argparse.ArgumentParser(description=description)
     dest = name_flag.lstrip('-').replace('-', '_')
+    subdir = TASKS[task][0]
     parser.add_argument(name_flag, dest=dest, default=default, required=default is None,
-                        help='config name under configs/' + (f'{subdir}/' if subdir else '') + ' or a path')
-    args = add_common_args(parser).parse_args(argv)
+                        help=f'a {task} config under configs/{subdir + "/" if subdir else ""} '
+                             f'({", ".join(list_configs(task))}), or a path to a .py file')
+    return add_common_args(parser)
+
+
+def parse(argv: Optional[Sequence[str]] = None, description: str = '', task: str = 'pretrain',
+          name_flag: str = '--cfg', default: Optional[str] = None, return_args: bool = False):
+    """Parse the command line of an entry point into a config (and the parsed flags with return_args=True)."""
+    parser = build_parser(description, task, name_flag, default)
+    args = parser.parse_args(argv)
     try:
-        path = find_config(getattr(args, dest), subdir or 'pretrain')
+        path = find_config(getattr(args, name_flag.lstrip('-').replace('-', '_')), task)
     except FileNotFoundError as e:
         parser.error(str(e))
     from pretrain.cosub import LossConfigError
     try:
-        return load_config(path, args)
-    except LossConfigError as e:  # one line, exit 2, like any other bad command line
+        cfg = load_config(path, args)
+    except (LossConfigError, ConfigError) as e:  # one line, exit 2, like any other bad command line
         parser.error(str(e))
+    return (cfg, args) if return_args else cfg
+
+
+# -- validation of the command line's overrides ------------------------------------------------------------------
+class ConfigError(ValueError):
+    """A command-line key or value the config does not allow; the message names it and what was expected."""
+
+
+# Keys whose default is None ("computed", "from the data" or "off") and that take a number or a list: they take
+# None or a value of this type. Every other key takes values of the type of its value in the config files
+# (bool: true/false; int: an integer; float: any number; str: a string, a number is kept as its text;
+# list/tuple: a list), None included for strings and lists (e.g. data.val_split=None). Other None-valued keys
+# (paths, names) take any value: the code that reads them says what is wrong with it.
+OPTIONAL_KEY_TYPES = {
+    'model.num_classes': int, 'model.drop_path_rate': float, 'micro_batch_size': int, 'eval_batch_size': int,
+    'optimizer.lr': float, 'optimizer.layer_decay': float, 'optimizer.only': list,
+}
+DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
+_TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+               list: 'a list, e.g. key=[a,b]', tuple: 'a list, e.g. key=[a,b]', dict: 'a group of keys'}
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+    out = {}
+    for k, v in tree.items():
+        out[prefix + k] = v
+        if isinstance(v, dict):
+            out.update(_flatten(v, f'{prefix}{k}.'))
+    return out
+
+
+def _suggestion(key: str, known: Sequence[str]) -> str:
+    """The closest valid key: the same name in another group, a close name in the same group, else the
+    closest spelling of the whole key."""
+    parent, _, leaf = key.rpartition('.')
+    same_leaf = [k for k in known if k.rpartition('.')[2] == leaf]
+    siblings = {k.rpartition('.')[2]: k for k in known if k.rpartition('.')[0] == parent}
+    close = (same_leaf or [siblings[m] for m in difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.6)]
+             or difflib.get_close_matches(key, known, n=1, cutoff=0.8))
+    return f'; did you mean {close[0]}?' if close else ''
+
+
+def _type_error(value, default, key: str):
+    """(None, value to use) when `value` fits the type of `default`, else (what was expected, None)."""
+    expected = OPTIONAL_KEY_TYPES.get(key) if default is None else type(default)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is None:  # a None-valued key outside OPTIONAL_KEY_TYPES: anything
+        return None, value
+    if value is None and (default is None or expected in (str, list, tuple)):
+        return None, value
+    if expected is bool:
+        return (None, value) if isinstance(value, bool) else (_TYPE_NAMES[bool], None)
+    if expected is int:
+        return (None, value) if number and isinstance(value, int) else (_TYPE_NAMES[int], None)
+    if expected is float:
+        return (None, value) if number else (_TYPE_NAMES[float], None)
+    if expected is str:
+        return (None, value) if isinstance(value, str) else (None, str(value)) if number else (_TYPE_NAMES[str], None)
+    if expected in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return _TYPE_NAMES[list], None
+        items = [v for v in (default or []) if v is not None]
+        numeric = items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        if numeric and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return 'a list of numbers', None
+        return None, type(default)(value) if default is not None else value
+    if expected is dict:
+        return _TYPE_NAMES[dict] + f' (set its keys, e.g. {key}.<name>=...)', None
+    return None, value
+
+
+def validate_overrides(cfg: Config, overrides: dict, checked: Iterable[str] = ()) -> None:
+    """Refuse, before they are merged, command-line overrides the loaded config does not allow (ConfigError).
+
+    - Keys in `checked` (the --cfg-options) must exist in the config: every key a run reads has its default in
+      the config files, so an unknown key is a typo (the closest valid key is suggested). One group takes new
+      keys: `model.`, whose keys go to the architecture's constructor; a new `model.X` must be an argument of
+      the constructor of the model named (backbones.factory.model_arguments). Dataset keys (`data.`) take no
+      new names: each dataset's keys are in its config. Keys set by flags (e.g. --eval) need not be in it.
+    - Values must fit the type of the key's value in the config (rule above OPTIONAL_KEY_TYPES).
+    - `device` must be auto, cpu, cuda or cuda:N; the model must accept its arguments and the input size must
+      be a whole number of patches (backbones.factory.check_model_config), all checked without building it.
+    Values are converted in place where the type rule allows (a number for a string key).
+    """
+    from backbones.factory import check_model_config, is_model, list_models, model_arguments
+
+    checked = set(checked)
+    tree = cfg.to_dict()
+    flat = _flatten(tree)
+    flags = {key: '--' + flag.replace('_', '-') for flag, key in FLAG_KEYS.items()}
+
+    def label(key: str, value) -> str:
+        return f'{flags[key]} {value}' if key in flags and key not in checked else f'{key}={value!r}'
+
+    model_name = overrides.get('model.name', flat.get('model.name'))
+    for key in list(overrides):
+        value = overrides[key]
+        if key not in flat:
+            parent = key.rsplit('.', 1)[0] if '.' in key else ''
+            if parent and parent in flat and not isinstance(flat[parent], dict):
+                raise ConfigError(f'{label(key, value)}: {parent} is a value ({flat[parent]!r}), not a group of keys')
+            if key not in checked:
+                continue
+            if parent == 'model' and isinstance(model_name, str):
+                allowed = model_arguments(model_name)
+                if allowed is None or key.split('.', 1)[1] in allowed:
+                    continue
+                known = sorted(f'model.{a}' for a in allowed)
+                raise ConfigError(f'{label(key, value)}: model {model_name!r} takes no argument '
+                                  f'{key.split(".", 1)[1]!r}{_suggestion(key, known)}')
+            if parent == 'model' and model_name is None:  # the architecture comes from the checkpoint:
+                continue  # create_model refuses an argument its constructor does not take, when it builds it
+            leaves = sorted(k for k, v in flat.items() if not isinstance(v, dict))
+            raise ConfigError(f'{label(key, value)}: unknown config key{_suggestion(key, leaves)} '
+                              f'(the keys are those of {Path(cfg.filename).name} and the files it inherits)')
+        problem, converted = _type_error(value, flat[key], key)
+        if problem:
+            shown = '' if flat[key] is None or isinstance(flat[key], dict) else f' (the config has {key}={flat[key]!r})'
+            raise ConfigError(f'{label(key, value)}: expected {problem}{shown}')
+        overrides[key] = converted
+
+    def merged(key: str):
+        return overrides.get(key, flat.get(key))
+
+    device = merged('device')
+    if not (isinstance(device, str) and DEVICE.fullmatch(device)):
+        raise ConfigError(f"{label('device', device)}: expected auto, cpu, cuda or cuda:N (a GPU index)")
+    size = merged('input_size')
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ConfigError(f'{label("input_size", size)}: expected a positive whole number of pixels')
+    if isinstance(model_name, str):
+        if not is_model(model_name):
+            close = difflib.get_close_matches(model_name, list_models(), n=1)
+            hint = f'did you mean {close[0]}? ' if close else ''
+            raise ConfigError(f'{label("model.name", model_name)}: unknown model; {hint}expected one of '
+                              f'{", ".join(list_models())} or a timm model name')
+        model = {k: v for k, v in tree.get('model', {}).items() if k not in ('name', 'num_classes')}
+        model.update({k.split('.', 1)[1]: v for k, v in overrides.items() if k.startswith('model.')
+                      and k.count('.') == 1 and k not in ('model.name', 'model.num_classes')})
+        try:
+            check_model_config(model_name, model, size)
+        except ValueError as e:
+            raise ConfigError(f'{label("input_size", size) if "input size" in str(e) else "model"}: {e}') from None

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -67,16 +68,70 @@ def build_splits(data_cfg: dict) -> Splits:
     return DATASETS[name](data_cfg)
 
 
+class ImageReadError(DataError):
+    """An image file that cannot be read or is refused; the message names the file and the reason."""
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image lazily (header only: a JPEG may then be decoded at reduced scale, `Image.draft`).
+
+    Refuses a decompression bomb: PIL's own check raises past twice `Image.MAX_IMAGE_PIXELS` and only warns
+    between once and twice; here anything over the limit is refused, so a bomb is never decoded.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageReadError(f'{path}: refused as a decompression bomb ({_first_line(e)})') from None
+    except (OSError, SyntaxError, ValueError) as e:  # missing, unidentified or damaged file
+        raise ImageReadError(f'{path}: unreadable image ({_first_line(e)})') from None
+
+
 def to_rgb(img: Image.Image, path: str | os.PathLike = '') -> Image.Image:
-    """Decode (if not yet: a lazily opened image decodes here, at its draft scale) and convert to RGB."""
-    img.load()
-    return img if img.mode == 'RGB' else img.convert('RGB')
+    """Decode `img` (if not yet: a lazily opened image decodes here, at its draft scale) and convert it to RGB.
+
+    - 16-bit greyscale ('I;16*', and 'I' as PNG gives it): scaled to 8 bits (v / 257). PIL's own
+      convert('RGB') clips such values at 255, turning a 16-bit image white.
+    - Alpha ('RGBA', 'LA', 'PA', palette with a transparent colour, premultiplied 'RGBa'/'La'): composited on
+      white, as the image shows on a white page. Dropping alpha instead would show whatever colour the file
+      keeps under transparent pixels (often black or left-over content).
+    - CMYK: PIL's conversion (Adobe-inverted JPEGs are read as such), as torchvision and timm do.
+    - Palette, greyscale, 1-bit: PIL's conversion.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.width * img.height > limit:  # also for images opened elsewhere (PIL only warns up to 2x)
+        raise ImageReadError(f'{path}: refused as a decompression bomb ({img.width}x{img.height} = '
+                             f'{img.width * img.height} pixels, over PIL.Image.MAX_IMAGE_PIXELS={limit})')
+    try:
+        img.load()
+        if img.mode == 'RGB':
+            return img
+        if img.mode.startswith('I'):  # 'I;16', 'I;16B', 'I;16L', 'I;16N', 'I'
+            values = np.asarray(img, dtype=np.int64)
+            grey = ((np.clip(values, 0, 65535) + 128) // 257).astype(np.uint8)
+            return Image.fromarray(grey, 'L').convert('RGB')
+        if img.mode == 'P':
+            img = img.convert('RGBA' if 'transparency' in img.info else 'RGB')
+        elif img.mode in ('LA', 'PA', 'La', 'RGBa'):
+            img = img.convert('RGBA')
+        elif img.mode == 'L' and 'transparency' in img.info:
+            img = img.convert('RGBA')
+        if img.mode == 'RGBA':
+            white = Image.new('RGBA', img.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, img).convert('RGB')
+        return img.convert('RGB')
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or damaged data, a mode PIL cannot convert
+        raise ImageReadError(f'{path}: unreadable image ({_first_line(e)})') from None
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    with open(path, 'rb') as f:
-        img = Image.open(f)
-        return to_rgb(img, path)
+    """Read an image file as RGB (ImageReadError naming the file when it is unreadable or refused)."""
+    return to_rgb(open_image(path), path)  # PIL closes the file once the image is loaded
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 # -- image folders with a cached index --------------------------------------------------------------------------
@@ -100,14 +155,40 @@ class PackedPaths:
         return bytes(self.blob[self.offsets[i]:self.offsets[i + 1]]).decode()
 
 
+def _broken_link(entry: os.DirEntry) -> Optional[str]:
+    """Why a directory entry is a symbolic link that cannot be followed (a loop, a dangling link), else None."""
+    if not entry.is_symlink():
+        return None
+    try:
+        os.stat(entry.path)
+    except OSError as e:
+        return 'a symbolic link loop' if e.errno == errno.ELOOP else f'a symbolic link that cannot be followed ({e.strerror})'
+    return None
+
+
 class FolderIndex:
-    """Files of `root/<class>/<image>`, listed once and cached; paths in one byte blob + offsets."""
+    """Files of `root/<class>/<image>`, listed once and cached; paths in one byte blob + offsets.
+
+    Refused, naming the path: a class folder without images (it would silently become a class nobody can
+    predict), a symbolic link loop or dangling link in place of a class folder or an image, a folder that
+    cannot be listed. A cache that cannot be read back is rebuilt, with one warning.
+    """
 
     def __init__(self, root: Path, classes: Optional[Sequence[str]] = None, cache_dir: Optional[Path] = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f'{self.root}: no such folder; expected an image folder with one sub-folder per class')
-        entries = sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(self.root) if e.is_dir())
+        entries = []
+        try:
+            for e in os.scandir(self.root):
+                broken = _broken_link(e)
+                if broken:
+                    raise DataError(f'{e.path}: {broken}; expected a class folder of images')
+                if e.is_dir():
+                    entries.append((e.name, e.stat().st_mtime_ns))
+        except OSError as e:
+            raise DataError(f'{self.root}: cannot list the folder ({e.strerror or e})') from None
+        entries.sort()
         if not entries:
             raise DataError(f'{self.root}: no class sub-folders; expected {self.root}/<class>/<image>')
         self.classes = list(classes) if classes is not None else [name for name, _ in entries]
@@ -119,22 +200,53 @@ class FolderIndex:
         # Folder mtimes change when files are added or removed, so they key the cache.
         key = hashlib.sha1(json.dumps([str(self.root.resolve()), entries, self.classes]).encode()).hexdigest()[:16]
         cache = Path(cache_dir or os.environ.get('COSUB_CACHE', Path.home() / '.cache' / 'cosub')) / f'index-{key}.npz'
-        if cache.is_file():
-            with np.load(cache) as z:
-                self.paths, self.targets = PackedPaths(blob=z['blob'], offsets=z['offsets']), z['targets']
-            logger.info('%s: %d images in %d classes (cached index %s)', self.root, len(self), len(entries), cache)
-        else:
+        if not (cache.is_file() and self._load(cache)):
             self._scan([name for name, _ in entries], class_to_idx)
             self._save(cache)
         if len(self) == 0:
             raise DataError(f'{self.root}: no images with extensions {IMAGE_EXTENSIONS} in its class folders')
+        counts = np.bincount(self.targets, minlength=len(self.classes))
+        empty = [name for name, _ in entries if counts[class_to_idx[name]] == 0]
+        if empty:
+            raise DataError(f'{self.root / empty[0]}: empty class folder (no files with extensions '
+                            f'{", ".join(IMAGE_EXTENSIONS)}); remove it or add its images'
+                            + (f' ({len(empty)} empty class folders in all)' if len(empty) > 1 else ''))
+
+    def _load(self, cache: Path) -> bool:
+        """Read a cached index; False (after one warning) when it is damaged: it is then rebuilt."""
+        try:
+            with np.load(cache) as z:  # allow_pickle=False: arrays only
+                blob, offsets, targets = z['blob'], z['offsets'], z['targets']
+            consistent = (blob.ndim == offsets.ndim == targets.ndim == 1 and len(offsets) == len(targets) + 1
+                          and offsets[0] == 0 and offsets[-1] == len(blob) and bool(np.all(np.diff(offsets) >= 0))
+                          and (len(targets) == 0 or 0 <= targets.min() <= targets.max() < len(self.classes)))
+            if not consistent:
+                raise ValueError('inconsistent arrays')
+        except Exception as e:  # zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, ...
+            logger.warning('%s: damaged index cache (%s); indexing %s again',
+                           cache, (str(e).strip().splitlines() or [type(e).__name__])[0], self.root)
+            return False
+        self.paths, self.targets = PackedPaths(blob=blob, offsets=offsets), targets
+        logger.info('%s: %d images in %d classes (cached index %s)', self.root, len(self), len(self.classes), cache)
+        return True
 
     def _scan(self, names: List[str], class_to_idx: Dict[str, int]) -> None:
         from tqdm import tqdm
 
         def list_class(name: str) -> List[str]:
-            return sorted(f'{name}/{e.name}' for e in os.scandir(self.root / name)
-                          if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+            files = []
+            try:
+                for e in os.scandir(self.root / name):
+                    if not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                        continue
+                    broken = _broken_link(e)
+                    if broken:
+                        raise DataError(f'{e.path}: {broken}; expected an image file')
+                    if e.is_file():
+                        files.append(f'{name}/{e.name}')
+            except OSError as e:
+                raise DataError(f'{self.root / name}: cannot list the class folder ({e.strerror or e})') from None
+            return sorted(files)
 
         paths, targets = [], []
         # Listing is I/O bound (network file systems especially): threads overlap the round trips.
@@ -182,7 +294,7 @@ class ImageFolderDataset(Dataset):
 
     def open(self, i: int) -> Tuple[Image.Image, int]:
         """The image opened but not decoded: the transform may decode a JPEG at reduced scale (draft)."""
-        return Image.open(self.index.path(i)), int(self.index.targets[i])
+        return open_image(self.index.path(i)), int(self.index.targets[i])
 
 
 class ImageNetV2Dataset(ImageFolderDataset):
@@ -197,43 +309,64 @@ class ImageNetV2Dataset(ImageFolderDataset):
 
 
 class RealLabels:
-    """ImageNet-ReaL: `real.json` holds, for val image n (ILSVRC2012_val_<n>.JPEG), its list of valid labels."""
+    """ImageNet-ReaL: `real.json` holds, for val image n (ILSVRC2012_val_<n>.JPEG), its list of valid labels.
+
+    Why not timm's `RealLabelsImagenet` (it reads the same file): it scores predictions in the order of a list
+    of all 50,000 file names (it asserts that count), one process, every row counted. Our evaluation runs on
+    any subset of the val folder, on several ranks that each see a strided part of it, and leaves unreadable
+    images out; so each sample carries its label list (`ImageFolderDataset.real_labels`) and the engine sums
+    hits across ranks.
+    """
 
     def __init__(self, path: Path):
+        what = 'the ImageNet-ReaL real.json (a list of 50,000 label lists)'
         try:
             self.labels = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f'{path}: expected the ImageNet-ReaL real.json (a list of label lists): {e}') from None
+            raise DataError(f'{path}: expected {what}: {_first_line(e)}') from None
+        if not (isinstance(self.labels, list) and all(isinstance(x, list) and all(isinstance(c, int) for c in x)
+                                                       for x in self.labels)):
+            raise DataError(f'{path}: holds a JSON {type(self.labels).__name__} of other values; expected {what}')
+        self.path = path
 
     def for_file(self, name: str) -> List[int]:
         try:
             n = int(Path(name).stem.rsplit('_', 1)[-1])
         except ValueError:
             raise DataError(f'{name}: ImageNet-ReaL needs val files named ILSVRC2012_val_<number>') from None
+        if not 1 <= n <= len(self.labels):
+            raise DataError(f'{name}: image number {n} is not among the {len(self.labels)} entries of {self.path}')
         return self.labels[n - 1]
+
+
+def data_setting(cfg: dict, key: str):
+    """A dataset's config key. Its default lives in the config files, never in code: a missing key is an error."""
+    if key not in cfg:
+        raise DataError(f'data.{key} is not set; the {cfg["type"]!r} dataset reads it (see its config file)')
+    return cfg[key]
 
 
 @register_dataset('imagenet')
 def imagenet(cfg: dict) -> Splits:
     """ImageNet-1k/21k folders: <path>/<train_split>/<wnid>/*.JPEG and <path>/<val_split>/<wnid>/*.JPEG."""
-    root = Path(cfg['path'])
+    root = Path(data_setting(cfg, 'path'))
+    train_split, val_split = data_setting(cfg, 'train_split'), data_setting(cfg, 'val_split')
     if not root.is_dir():
         raise DataError(f'--data-path {root}: no such folder; expected an ImageNet folder with '
-                        f'{cfg.get("train_split", "train")}/ and {cfg.get("val_split", "val")}/ class sub-folders')
-    cache = cfg.get('index_cache')
-    train = ImageFolderDataset(FolderIndex(root / cfg.get('train_split', 'train'), cache_dir=cache))
+                        f'{train_split}/' + (f' and {val_split}/' if val_split else '') + ' class sub-folders')
+    cache = data_setting(cfg, 'index_cache')
+    train = ImageFolderDataset(FolderIndex(root / train_split, cache_dir=cache))
     val = None
-    if cfg.get('val_split'):
-        val_root = root / cfg['val_split']
-        if val_root.is_dir():
-            val = ImageFolderDataset(FolderIndex(val_root, train.classes, cache))
-        elif cfg.get('require_val', True):
+    if val_split:
+        val_root = root / val_split
+        if not val_root.is_dir():
             raise DataError(f'{val_root}: no such folder; expected the validation class sub-folders '
                             '(or set data.val_split=None to train without evaluation)')
+        val = ImageFolderDataset(FolderIndex(val_root, train.classes, cache))
     extra = {}
-    if cfg.get('v2_path'):
+    if data_setting(cfg, 'v2_path'):
         extra['v2'] = ImageNetV2Dataset(Path(cfg['v2_path']), len(train.classes), cache)
-    if cfg.get('real_path'):
+    if data_setting(cfg, 'real_path'):
         if val is None:
             raise DataError('data.real_path is set but there is no validation folder to attach ReaL labels to')
         real = RealLabels(Path(cfg['real_path']))
@@ -255,6 +388,11 @@ class ArrayDataset(Dataset):
         return Image.fromarray(self.images[i]).convert('RGB'), int(self.targets[i])
 
 
+# The digits dataset's fixed split (a part of its definition, as CIFAR's test batch is of CIFAR): the demo's
+# measured numbers are on it.
+DIGITS_VAL_FRACTION = 0.2
+
+
 @register_dataset('digits')
 def digits(cfg: dict) -> Splits:
     """Stratified split of sklearn's digits; `classes` keeps a subset (relabelled 0..n-1)."""
@@ -263,10 +401,10 @@ def digits(cfg: dict) -> Splits:
     bunch = load_digits()
     images = np.clip(bunch.images * 16, 0, 255).astype(np.uint8)
     labels = bunch.target
-    classes = list(cfg.get('classes') or range(10))
+    classes = list(data_setting(cfg, 'classes') or range(10))  # None: all ten
     keep = np.isin(labels, classes)
     images, labels = images[keep], np.searchsorted(np.asarray(sorted(classes)), labels[keep])
-    tr_x, va_x, tr_y, va_y = train_test_split(images, labels, test_size=cfg.get('val_fraction', 0.2),
+    tr_x, va_x, tr_y, va_y = train_test_split(images, labels, test_size=DIGITS_VAL_FRACTION,
                                               stratify=labels, random_state=0)
     # scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package): the demo's data
     return Splits(ArrayDataset(tr_x, tr_y), ArrayDataset(va_x, va_y), len(classes))

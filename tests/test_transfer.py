@@ -20,7 +20,7 @@ from pretrain.config import find_config, parse
 from pretrain.data import DataError, build_splits
 import transfer.data  # noqa: F401  (registers the datasets)
 from transfer import summary
-from transfer.finetune import main
+from transfer.finetune import finetune as main  # the record; the console script's main() returns None
 
 from conftest import ROOT, write_image
 
@@ -166,6 +166,13 @@ def finetune_args(dataset, data, out, ckpt, *extra, options=(), tiny=True):
             '--cfg-options', *(TINY if tiny else TINY[len(TINY_ARCH):]), *options]
 
 
+def configured(data_cfg: dict = None, **keys) -> dict:
+    """The dataset's keys as its config file sets them (every default lives there), updated with the given ones."""
+    from mmengine.config import Config
+    given = dict(data_cfg or {}, **keys)
+    return dict(Config.fromfile(str(ROOT / 'configs' / 'transfer' / f'{given["type"]}.py')).data, **given)
+
+
 def log_records(out: Path) -> list:
     return [json.loads(line) for line in (out / 'log.jsonl').read_text().splitlines()]
 
@@ -173,7 +180,7 @@ def log_records(out: Path) -> list:
 # -- reading the formats ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize('name', list(MAKERS))
 def test_reads_official_format(name, datasets):
-    splits = build_splits(dict(type=name, path=str(datasets[name])))
+    splits = build_splits(configured(type=name, path=str(datasets[name])))
     classes, n_train, n_eval = EXPECTED[name]
     assert (splits.num_classes, len(splits.train), len(splits.val)) == (classes, n_train, n_eval)
     for ds in (splits.train, splits.val):
@@ -190,21 +197,21 @@ def test_label_conventions(datasets):
     root = datasets['flowers']
     setid = scipy.io.loadmat(root / 'setid.mat', squeeze_me=True)
     labels = scipy.io.loadmat(root / 'imagelabels.mat', squeeze_me=True)['labels']
-    splits = build_splits(dict(type='flowers', path=str(root)))
+    splits = build_splits(configured(type='flowers', path=str(root)))
     tst = setid['tstid']
     assert [splits.val.path(i).name for i in range(len(splits.val))] == [f'image_{i:05d}.jpg' for i in tst]
     assert splits.val.targets.tolist() == (labels[tst - 1] - 1).tolist()
-    only_train = build_splits(dict(type='flowers', path=str(root), train_splits=['trnid']))
+    only_train = build_splits(configured(type='flowers', path=str(root), train_splits=['trnid']))
     assert len(only_train.train) == len(setid['trnid'])
     # Cars: class 1..K in the .mat -> 0..K-1; the data path may be the stanford_cars folder itself
-    cars = build_splits(dict(type='cars', path=str(datasets['cars'] / 'stanford_cars')))
+    cars = build_splits(configured(type='cars', path=str(datasets['cars'] / 'stanford_cars')))
     assert cars.train.targets.tolist() == [i % 5 for i in range(16)] and cars.train.classes[0] == 'Maker Model 2000'
     # iNat: class i = i-th category id in increasing order; annotations matched by image_id, not position
-    inat = build_splits(dict(type='inat18', path=str(datasets['inat18'])))
+    inat = build_splits(configured(type='inat18', path=str(datasets['inat18'])))
     assert inat.train.targets.tolist() == [i % 4 for i in range(16)]
     assert inat.train.path(1).relative_to(datasets['inat18']).parts[:3] == ('train_val2018', 'Plantae', '7')
     # CIFAR: pixels come back as the rows were written (channel-major -> HWC)
-    cifar = build_splits(dict(type='cifar10', path=str(datasets['cifar10'])))
+    cifar = build_splits(configured(type='cifar10', path=str(datasets['cifar10'])))
     with open(datasets['cifar10'] / 'cifar-10-batches-py' / 'test_batch', 'rb') as f:
         raw = pickle.load(f, encoding='bytes')
     assert np.array_equal(np.asarray(cifar.val[2][0]), raw[b'data'][2].reshape(3, 32, 32).transpose(1, 2, 0))
@@ -310,7 +317,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def _error(data_cfg: dict) -> str:
     with pytest.raises(DataError) as e:
-        build_splits(data_cfg)
+        build_splits(configured(data_cfg))
     message = str(e.value)
     assert '\n' not in message
     return message
@@ -389,7 +396,7 @@ def test_format_error_through_the_command_line_is_one_line(datasets, pretrained,
 # -- configs, demo, summary -------------------------------------------------------------------------------------
 def test_configs_follow_the_recipes():
     assert find_config('flowers', 'transfer').parent == ROOT / 'configs' / 'transfer'
-    cfgs = {n: parse(['--dataset', n], subdir='transfer', name_flag='--dataset') for n in list(MAKERS) + ['digits']}
+    cfgs = {n: parse(['--dataset', n], task='transfer', name_flag='--dataset') for n in list(MAKERS) + ['digits']}
     for name in MAKERS:
         c = cfgs[name]
         assert c.data.type == name and c.input_size == 224 and c.data.eval_crop_ratio == 1.0

@@ -30,16 +30,22 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from pretrain.data import ArrayDataset, DataError, PackedPaths, Splits, load_rgb, register_dataset
+from pretrain.data import ArrayDataset, DataError, PackedPaths, Splits, data_setting, load_rgb, register_dataset
 
 logger = logging.getLogger(__name__)
 
 
 # -- datasets ---------------------------------------------------------------------------------------------------
 class ImageListDataset(Dataset):
-    """Image files under `root` with integer labels; `path(i)` lets the engine name an unreadable file."""
+    """Image files under `root` with integer labels; `path(i)` lets the engine name an unreadable file.
 
-    def __init__(self, root: Path, paths: Sequence[str], targets: np.ndarray, classes: List[str]):
+    Every path is relative and stays under `root` (`source`, the annotation file that lists them, is named
+    otherwise): an annotation file cannot make us read /etc/passwd or ../../secret.
+    """
+
+    def __init__(self, root: Path, paths: Sequence[str], targets: np.ndarray, classes: List[str], source: Path):
+        for n, path in enumerate(paths):
+            inside_root(path, source, f'entry {n}')
         self.root, self.paths, self.classes = Path(root), PackedPaths(paths), classes
         self.targets = np.asarray(targets, dtype=np.int32)
 
@@ -54,9 +60,21 @@ class ImageListDataset(Dataset):
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
+def inside_root(path: str, source: Path, what: str) -> str:
+    """Refuse a listed file path that is empty, absolute or climbs out with `..`.
+
+    The check is on the path as listed: symbolic links the data's owner placed inside the root are followed
+    (a dataset assembled from links into shared storage is common; the annotation file is what we do not trust).
+    """
+    if not isinstance(path, str) or not path or path.startswith('/') or '..' in path.split('/'):
+        raise DataError(f'{source}: {what} names the file {path!r}; expected a path relative to the data root '
+                        '(not absolute, no ..): every file read stays under the data root')
+    return path
+
+
 def _base_dir(cfg: dict, dataset: str, inner: str, layout: str) -> Path:
     """`data.path`, or its `inner` sub-folder when there is one (torchvision's roots sit one level up)."""
-    if not cfg.get('path'):
+    if not data_setting(cfg, 'path'):
         raise DataError(f'{dataset}: no data path; pass --data-path pointing at {layout}')
     root = Path(cfg['path'])
     if not root.is_dir():
@@ -218,10 +236,10 @@ def flowers(cfg: dict) -> Splits:
             ids.append(_int_labels(_key(setid, s, setid_path, what), setid_path, s, 1, len(labels)))
         ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
         return ImageListDataset(base, [f'jpg/image_{i:05d}.jpg' for i in ids], labels[ids - 1] - 1,
-                                [str(c) for c in range(1, num_classes + 1)])
+                                [str(c) for c in range(1, num_classes + 1)], setid_path)
 
-    train = subset(cfg.get('train_splits', ('trnid', 'valid')))
-    val = subset(cfg.get('val_splits', ('tstid',)))
+    train = subset(data_setting(cfg, 'train_splits'))
+    val = subset(data_setting(cfg, 'val_splits'))
     logger.info('flowers: %d train / %d eval images, %d classes (%s)', len(train), len(val), num_classes, base)
     return Splits(train, val, num_classes)
 
@@ -246,7 +264,7 @@ def cars(cfg: dict) -> Splits:
                 raise DataError(f'{annos}: annotations have no field {f!r}; expected {what} (found {list(fields)})')
         _need_dir(base / images, f'the Stanford Cars images {images}/')
         labels = _int_labels([r['class'] for r in records], annos, 'annotations.class', 1, len(classes))
-        return ImageListDataset(base / images, [str(r['fname']) for r in records], labels - 1, classes)
+        return ImageListDataset(base / images, [str(r['fname']) for r in records], labels - 1, classes, annos)
 
     train = split(base / 'devkit' / 'cars_train_annos.mat', 'cars_train')
     test = split(base / 'cars_test_annos_withlabels.mat', 'cars_test')
@@ -270,13 +288,13 @@ def _inat_split(root: Path, path: Path, class_index: Dict[int, int], classes: Li
                 raise DataError(f'{path}: category_id {category} is not among the {len(classes)} categories '
                                 'of the training file')
             targets[n] = class_index[category]
-            paths.append(image['file_name'])
+            paths.append(inside_root(image['file_name'], path, f'image id {image["id"]}'))
     except DataError:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f'{path}: malformed entry (missing or bad {_brief(e)}); expected images with id and file_name, '
                         'annotations with image_id and category_id') from None
-    return ImageListDataset(root, paths, targets, classes)
+    return ImageListDataset(root, paths, targets, classes, path)
 
 
 def _inat(cfg: dict, year: int) -> Splits:
