@@ -86,15 +86,25 @@ def _show(kwargs: dict) -> str:
     return ', '.join(f'{k}={v!r}' for k, v in kwargs.items())
 
 
+def _build_on_meta(name: str, **kwargs) -> nn.Module:
+    """The architecture alone, on the meta device: no memory, no initialisation, a fraction of a second."""
+    with torch.device('meta'):
+        return _ENTRYPOINTS[name](**kwargs) if name in _ENTRYPOINTS else \
+            timm.create_model(name, pretrained=False, **kwargs)
+
+
 @functools.lru_cache(maxsize=None)
-def _architecture(name: str) -> Optional[type]:
-    """The class `name` builds, found by building it on the meta device (no memory, no initialisation)."""
+def _default_model(name: str) -> Optional[nn.Module]:
     try:
-        with torch.device('meta'):
-            model = _ENTRYPOINTS[name]() if name in _ENTRYPOINTS else timm.create_model(name, pretrained=False)
+        return _build_on_meta(name)
     except Exception:  # unknown name, or an architecture the meta device cannot build: not checked here
         return None
-    return type(model)
+
+
+def _architecture(name: str) -> Optional[type]:
+    """The class `name` builds (None when it cannot be built on the meta device)."""
+    model = _default_model(name)
+    return None if model is None else type(model)
 
 
 def model_arguments(name: str) -> Optional[Set[str]]:
@@ -149,9 +159,7 @@ def check_model_config(name: str, kwargs: dict, img_size) -> None:
         return
     build_args = {k: v for k, v in kwargs.items() if k not in CREATE_ARGUMENTS}
     try:
-        with torch.device('meta'):
-            model = _ENTRYPOINTS[name](**build_args) if name in _ENTRYPOINTS else \
-                timm.create_model(name, pretrained=False, **build_args)
+        model = _build_on_meta(name, **build_args) if build_args else _default_model(name)
     except (TypeError, ValueError, AssertionError) as e:  # the default build worked: these values are refused
         raise ValueError(f'model {name!r} with {_show(build_args)}: {e}') from None
     except Exception:  # e.g. an operation the meta device lacks; create_model checks when it builds the model

@@ -134,10 +134,17 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
     return cfg
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad command line ends in one line (exit code 2), not the whole usage block first."""
+
+    def error(self, message: str):
+        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
+
+
 def build_parser(description: str = '', task: str = 'pretrain', name_flag: str = '--cfg',
                  default: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line every entry point shares: the config name flag and the common flags."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = OneLineErrorParser(description=description)
     dest = name_flag.lstrip('-').replace('-', '_')
     subdir = TASKS[task][0]
     parser.add_argument(name_flag, dest=dest, default=default, required=default is None,
