@@ -304,3 +304,27 @@ def test_readme_snippets_run(offline, tmp_path):
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), text=True, timeout=300)
     assert result.returncode == 0, f'{result.stdout}\n{result.stderr[-3000:]}'
     assert (tmp_path / 'hub' / 'demo' / 'config.json').is_file()
+
+
+# -- configs of each entry point, from any folder ------------------------------------------------------------------
+def test_find_config_by_task_from_any_folder(tmp_path, monkeypatch):
+    import argparse
+    from pretrain.config import add_common_args, find_config, list_configs
+    monkeypatch.chdir(tmp_path)
+    pretrain, transfer, segmentation = (set(list_configs(t)) for t in ('pretrain', 'transfer', 'segmentation'))
+    assert {'demo', 'vit_l'} <= pretrain and {'digits', 'flowers'} <= transfer and 'upernet_demo' in segmentation
+    assert not pretrain & segmentation and not any(n.startswith('upernet_') for n in pretrain | transfer)
+    assert find_config('vit_l') == ROOT / 'configs' / 'vit_l.py'
+    assert find_config('digits', 'transfer') == ROOT / 'configs' / 'transfer' / 'digits.py'
+    assert find_config('upernet_demo', 'segmentation') == ROOT / 'configs' / 'upernet_demo.py'
+    with pytest.raises(FileNotFoundError) as e:
+        find_config('upernet_demo', 'pretrain')
+    message = str(e.value)
+    assert "'upernet_demo' is a segmentation config (mim train mmseg" in message and 'vit_l' in message
+    assert 'upernet_vit_l_cosub,' not in message and 'flowers' not in message.split('available:')[1]
+    (tmp_path / 'mine.py').write_text("_base_ = ['%s']\n" % (ROOT / 'configs' / 'demo.py'))
+    assert find_config('mine.py', 'transfer') == Path('mine.py')  # a path: any task's file
+    with pytest.raises(FileNotFoundError, match='config file missing.py not found'):
+        find_config('missing.py')
+    args = add_common_args(argparse.ArgumentParser()).parse_args(['--pretrained', 'hf-hub:timm/x'])
+    assert args.finetune == 'hf-hub:timm/x'  # transfer/finetune.py --pretrained is --finetune
