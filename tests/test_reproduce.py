@@ -207,3 +207,16 @@ def test_dry_run_accumulates_when_the_micro_batch_is_set():
     cfg = load_config(CONFIGS / 'vit_b_ft_in1k_448.py')
     cfg.merge_from_dict({'micro_batch_size': 16})
     assert 'global 2048 = 32 GPUs x 16 per device x 4 accumulation step(s)' in dry_run_lib.dry_run(cfg)
+
+
+def test_compute_table_matches_the_dry_run():
+    """The GPU-hours REPRODUCE.md lists are what --dry-run computes today from the measured step."""
+    if dry_run_lib.measured_step() is None:
+        pytest.skip('no measured step time')
+    text = (ROOT / 'REPRODUCE.md').read_text()
+    rows = re.findall(r'^\| (\w+) \| [^|]+ \| \d+ \| [\d,]+ \| (\d+) \| ([\d,]+) \|', text, flags=re.M)
+    assert len(rows) >= 60
+    for name, gpus, hours in rows:
+        out = dry_run_lib.dry_run(load_config(CONFIGS / f'{name}.py'))
+        assert f'GPUs              {gpus} ' in out, name
+        assert f'GPU-hours         {hours} (' in out, name
