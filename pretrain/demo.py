@@ -1,7 +1,9 @@
 """The whole project in a few minutes on a CPU, with data that ships inside its dependencies or is generated:
 
-1. cosub + ESD pretraining of a small ViT on scikit-learn's digits 0-4 (configs/demo.py), with its
-   training curves and the submodel analysis (accuracy vs number of blocks kept);
+1. cosub + ESD pretraining of a small ViT on scikit-learn's digits 0-4 (configs/demo.py), and the same
+   training without cosub (the DeiT III baseline, same epochs and stochastic depth: --no-cosub); their training
+   curves and the submodel analysis of both (accuracy vs number of blocks kept: figure 4 of the paper in
+   miniature);
 2. transfer: fine-tuning that backbone on the new classes, digits 5-9 (configs/transfer/digits.py);
 3. segmentation: a UperNet trained with `mim train mmseg` on a generated ADE20k-layout dataset
    (configs/upernet_demo.py), then tested single-scale and with multi-scale + flip TTA.
@@ -47,6 +49,12 @@ def last_miou(output: str) -> float:
     return values[-1] if values else float('nan')
 
 
+def _mean_submodel_accuracy(result: dict) -> float:
+    """Mean top-1 over the numbers of blocks kept (the area under a figure-4 curve)."""
+    curve = result['blocks_kept']
+    return sum(curve.values()) / max(len(curve), 1)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--output-dir', default='outputs/demo')
@@ -65,14 +73,21 @@ def main(argv=None) -> dict:
     from transfer import finetune
 
     banner('1/3  cosub + ESD pretraining on scikit-learn digits 0-4  (python pretrain/train.py --cfg demo)')
-    record = train.main(['--cfg', 'demo', '--output-dir', str(out / 'pretrain'), *short['pretrain']])
+    record = train.train(['--cfg', 'demo', '--output-dir', str(out / 'pretrain'), *short['pretrain']])
     ckpt = out / 'pretrain' / 'checkpoint.pth'
     summary['pretrain val top-1'] = record['val_top1']
-    analysis.main([str(ckpt), '--labels', 'demo cosub', '--output-dir', str(out / 'pretrain' / 'analysis'),
-                   '--num-workers', '0', '--device', 'cpu'])
+    banner('     the baseline: the same training without cosub  (python pretrain/train.py --cfg demo --no-cosub)')
+    record = train.train(['--cfg', 'demo', '--no-cosub', '--output-dir', str(out / 'pretrain_baseline'),
+                         *short['pretrain']])
+    summary['baseline val top-1'] = record['val_top1']
+    curves = analysis.main([str(ckpt), str(out / 'pretrain_baseline' / 'checkpoint.pth'),
+                            '--labels', 'cosub', 'baseline (no cosub)',
+                            '--output-dir', str(out / 'pretrain' / 'analysis'), '--num-workers', '0', '--device', 'cpu'])
+    for label, result in curves.items():  # the paper's claim: cosub's submodels are better at every depth
+        summary[f'{label}: mean top-1 of its submodels'] = _mean_submodel_accuracy(result)
 
     banner('2/3  transfer: fine-tune the pretrained backbone on the new classes, digits 5-9')
-    record = finetune.main(['--dataset', 'digits', '--finetune', str(ckpt), '--output-dir', str(out / 'transfer'),
+    record = finetune.finetune(['--dataset', 'digits', '--finetune', str(ckpt), '--output-dir', str(out / 'transfer'),
                             *short['transfer']])
     summary['transfer val top-1'] = record['val_top1']
 
@@ -96,8 +111,9 @@ def main(argv=None) -> dict:
     banner(f'demo finished in {time.time() - started:.0f} s')
     for k, v in summary.items():
         print(f'  {k:42s} {v:6.2f}')
-    print(f'\n  outputs under {out}: training curves pretrain/training_curves.png, submodel plots '
-          'pretrain/analysis/submodels.png, logs */log.jsonl, TensorBoard */tensorboard')
+    print(f'\n  outputs under {out}: training curves pretrain/training_curves.png (baseline: '
+          'pretrain_baseline/), submodels of both pretrain/analysis/submodels.png, logs */log.jsonl, '
+          'TensorBoard */tensorboard')
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
     return summary
 
