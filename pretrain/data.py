@@ -162,7 +162,9 @@ def _broken_link(entry: os.DirEntry) -> Optional[str]:
     try:
         os.stat(entry.path)
     except OSError as e:
-        return 'a symbolic link loop' if e.errno == errno.ELOOP else f'a symbolic link that cannot be followed ({e.strerror})'
+        if e.errno == errno.ELOOP:
+            return 'a symbolic link loop'
+        return f'a symbolic link that cannot be followed ({e.strerror})'
     return None
 
 
