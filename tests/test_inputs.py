@@ -49,6 +49,12 @@ def test_unknown_key_is_refused_with_the_closest_valid_key(capsys):
     assert 'did you mean epochs?' in cli_error(capsys, '--cfg-options', 'epoch=3')
     assert 'unknown config key' in cli_error(capsys, '--cfg-options', 'data.no_such_setting=1')
     assert 'epochs is a value (800), not a group' in cli_error(capsys, '--cfg-options', 'epochs.x=1')
+    from transfer.finetune import main as finetune
+    with pytest.raises(SystemExit) as e:  # the transfer entry point: its dataset's keys
+        finetune(['--dataset', 'flowers', '--cfg-options', 'data.train_split=[trnid]'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "data.train_split=['trnid']: unknown config key; did you mean data.train_splits?" in err, err
 
 
 def test_model_keys_are_the_constructor_arguments(capsys):
