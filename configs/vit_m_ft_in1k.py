@@ -4,4 +4,4 @@
 _base_ = ['./_base_/finetune_in1k.py']
 model = dict(name='vit_m', drop_path_rate=0.1)   # no official ViT-M command: 0.1, between ViT-S's 0.05 and ViT-B's 0.15 (its Table A.1 1k tau)
 optimizer = dict(layer_decay=0.75)                   # supplement Table A.1
-dry_run = dict(gpus=32)                             # DeiT III fine-tuning command's GPU count (--node 4 --gpu 8)
+dry_run = dict(gpus=32)                             # as ViT-B's DeiT III fine-tuning command (none for ViT-M)
