@@ -51,6 +51,7 @@ setup(
         'matplotlib',
         'tensorboard',
         'scikit-learn',  # the demo's digits dataset ships inside it
+        'submitit>=1.5',  # python -m pretrain.submit: SLURM launch, checkpoint and requeue
         # mmsegmentation does not declare mmcv/mmengine; we do.
         'mmengine>=0.10.4,<0.11',
         MMCV,

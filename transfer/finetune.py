@@ -12,25 +12,20 @@ same size trained on other classes is re-initialised (`reset_head=False` keeps i
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
-if __package__ in (None, ''):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import backbones  # noqa: E402
-from backbones import CheckpointError  # noqa: E402
-from pretrain.config import parse  # noqa: E402
-from pretrain.data import DataError  # noqa: E402
-from pretrain.engine import TrainingError, run  # noqa: E402
-import transfer.data  # noqa: E402,F401  (registers the transfer datasets)
+import backbones
+from backbones import CheckpointError
+from pretrain.config import parse
+from pretrain.engine import TrainingError
+from pretrain.engine.command import run_command
+import transfer.data  # noqa: F401  (registers the transfer datasets)
 
 # Constructor arguments that fix the shape of the weights: taken from the checkpoint when the config leaves
 # them out, and must agree with it when both give them.
 ARCH_KEYS = ('embed_dim', 'depth', 'num_heads', 'patch_size', 'mlp_ratio', 'qkv_bias', 'init_values', 'global_pool',
              'in_chans')
-DEFAULT_DROP_PATH = 0.1  # DeiT's rate, for checkpoints that do not state theirs
 
 
 def resolve_model(cfg, ckpt, path) -> None:
@@ -54,11 +49,12 @@ def resolve_model(cfg, ckpt, path) -> None:
         source = f'{path} does not name its architecture' if path else 'no --finetune (or --resume) checkpoint given'
         raise TrainingError(f'{source}; pass --model NAME (e.g. vit_b) and the shape keys it was trained with')
     if m.get('drop_path_rate') is None:
-        m.drop_path_rate = DEFAULT_DROP_PATH
+        raise TrainingError(f'model.drop_path_rate=None and {path or "no checkpoint"} does not state its rate; '
+                            'set model.drop_path_rate (configs/_base_/transfer.py has 0.05)')
 
 
 def _resume_path(cfg) -> Optional[str]:
-    resume = cfg.get('resume')
+    resume = cfg.resume
     if resume == 'auto':
         path = Path(cfg.output_dir) / 'checkpoint.pth'
         return str(path) if path.is_file() else None
@@ -69,21 +65,28 @@ def prepare(cfg) -> None:
     """Default output folder, and the architecture from the checkpoint we start from: --finetune, else --resume
     (e.g. `--eval --resume`). The engine then refuses a checkpoint that does not fit and resets a head of the
     right size trained on other classes (`reset_head`)."""
-    if not cfg.get('output_dir'):
+    if not cfg.output_dir:
         cfg.output_dir = str(Path('outputs') / f'transfer_{Path(cfg.config_file).stem}')
-    source = cfg.get('finetune') or _resume_path(cfg)
+    source = cfg.finetune or _resume_path(cfg)
     # memory-mapped: only the few entries we look at are read from disk
-    ckpt = backbones.load_file(source, allow_pickle=bool(cfg.get('allow_pickle')), mmap=True) if source else None
+    ckpt = backbones.load_file(source, allow_pickle=cfg.allow_pickle, mmap=True) if source else None
     resolve_model(cfg, ckpt, source)
 
 
-def main(argv=None) -> dict:
-    cfg = parse(argv, description=__doc__.splitlines()[0], subdir='transfer', name_flag='--dataset')
-    try:
-        prepare(cfg)
-        return run(cfg)
-    except (TrainingError, DataError, CheckpointError, ValueError) as e:
-        sys.exit(f'error: {e}')
+def finetune(argv=None) -> dict:
+    """The command line -> the last epoch's record (or the evaluation's); errors end the process."""
+    cfg, args = parse(argv, description=__doc__.splitlines()[0], task='transfer', name_flag='--dataset',
+                      return_args=True)
+    if args.dry_run:  # nothing read from disk: the model comes from --model / the config
+        from pretrain.dry_run import dry_run
+        print(dry_run(cfg))
+        return {}
+    return run_command(cfg, prepare=prepare)
+
+
+def main(argv=None) -> None:
+    """The `cosub-finetune` console script: exit code 0 on success."""
+    finetune(argv)
 
 
 if __name__ == '__main__':

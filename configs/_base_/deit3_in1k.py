@@ -41,6 +41,7 @@ optimizer = dict(
     layer_decay=None,            # LayerDecay LD (fine-tuning only; supplement Table A.1 per size)
     layer_decay_lr_mult=2.0,     # C_LD of supplement eq. A.2: the LR is doubled when layer_decay is set
     eps=1e-8,                    # DeiT III main.py --opt-eps default, passed to its LAMB (timm's own default is 1e-6)
+    only=None,                   # substrings of the parameters to train (others frozen); None: all of them
 )
 schedule = dict(sched='cosine', warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5)
 epochs = 800
@@ -49,7 +50,8 @@ micro_batch_size = None          # per device and step; None = batch_size / numb
 eval_batch_size = None
 dry_run = dict(gpus=8)           # --dry-run: GPUs to split the batch over (the paper's count where a config states one)
 train = dict(amp='bf16', compile=False, fsdp=False, checkpoint_interval=1, checkpoint_steps=0, eval_interval=1,
-             save_best=True)
+             save_best=True,
+             log_interval=50)            # a progress line in train.log every this many steps (0: none)
 seed = 0
 device = 'auto'
 output_dir = None                # default: outputs/<config name>
@@ -57,3 +59,6 @@ resume = None
 finetune = None                  # initialise from this checkpoint (ours, official DeiT III or timm)
 allow_partial_finetune = False   # True: accept a --finetune checkpoint that leaves backbone weights at init
 reset_head = False               # True: re-initialise a loaded head of the right size trained on other classes
+eval_only = False                # --eval: evaluate the --resume / --finetune weights, no training
+overwrite = False                # --overwrite: move an earlier run in output_dir to previous-<UTC time>/ first
+allow_pickle = False             # --allow-pickle: accept checkpoints that need pickled code (trusted files only)

@@ -26,7 +26,7 @@ def build_model(cfg, num_classes: int, eval_only: bool) -> nn.Module:
     if args.pop('num_classes', None) not in (None, num_classes):
         logger.info('model.num_classes is taken from the data: %d classes', num_classes)
     model = backbones.create_model(name, num_classes=num_classes, img_size=cfg.input_size, **args)
-    if cfg.get('finetune'):
+    if cfg.finetune:
         load_finetune(cfg, model, name, num_classes, eval_only)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info('model %s: %.2fM parameters, %d classes, drop_path %s (%s, %s)', name, n_params / 1e6,
@@ -38,15 +38,15 @@ def build_model(cfg, num_classes: int, eval_only: bool) -> nn.Module:
 def load_finetune(cfg, model: nn.Module, name: str, num_classes: int, eval_only: bool) -> None:
     """Start from --finetune: the whole backbone must load (a checkpoint of another architecture would
     silently train from scratch); the classifier is new unless it was trained on these very classes."""
-    report = backbones.load_checkpoint(model, cfg.finetune, allow_pickle=cfg.get('allow_pickle', False))
+    report = backbones.load_checkpoint(model, cfg.finetune, allow_pickle=cfg.allow_pickle)
     backbone_missing = [k for k in report.missing if not backbones.checkpoint.HEAD_KEYS.match(k)]
-    if (report.mismatched or backbone_missing) and not cfg.get('allow_partial_finetune', False):
+    if (report.mismatched or backbone_missing) and not cfg.allow_partial_finetune:
         raise TrainingError(f'--finetune {cfg.finetune} does not fit model {name} ({report}); pass the --model '
                             'and model.* keys it was trained with, or allow_partial_finetune=True to train the '
                             'missing weights from scratch')
     trained_on = (report.meta.get('config') or {}).get('data') or {}
     same_classes = trained_on.get('type') == cfg.data.type and trained_on.get('classes') == cfg.data.get('classes')
-    if cfg.get('reset_head') and not report.replaced and not same_classes and not eval_only:
+    if cfg.reset_head and not report.replaced and not same_classes and not eval_only:
         # A head of the right size trained on other classes (digits 0-4 -> 5-9) means nothing for these.
         model.reset_classifier(num_classes)
         logger.info('classifier re-initialised: the checkpoint\'s head has the right size (%d classes) but was '
@@ -81,11 +81,11 @@ def learning_rate(optimizer_cfg, global_batch: int) -> float:
     """optimizer.lr when set, else supplement eq. A.1 / A.2: square-root scaling with the batch size (x the
     layer-decay multiplier when fine-tuning with layer decay)."""
     o = optimizer_cfg
-    lr = o.get('lr')
+    lr = o.lr
     if not lr:
         lr = o.base_lr * math.sqrt(global_batch / o.base_batch_size)
-        if o.get('layer_decay'):
-            lr *= o.get('layer_decay_lr_mult', 2.0)
+        if o.layer_decay:
+            lr *= o.layer_decay_lr_mult
     return float(lr)
 
 
@@ -93,8 +93,8 @@ def build_optimizer(model: nn.Module, optimizer_cfg, global_batch: int, d: Dist,
                     accum_steps: int):
     from timm.optim import create_optimizer_v2
     o = optimizer_cfg
-    groups = backbones.layer_decay_param_groups(model, o.weight_decay, o.get('layer_decay'), only=o.get('only'))
-    if o.get('only'):
+    groups = backbones.layer_decay_param_groups(model, o.weight_decay, o.layer_decay, only=o.only)
+    if o.only:
         trainable = sum(p.numel() for g in groups for p in g['params'])
         logger.info('training only parameters matching %s: %.2fM of %.2fM', list(o.only), trainable / 1e6,
                     sum(p.numel() for p in model.parameters()) / 1e6)
@@ -105,7 +105,7 @@ def build_optimizer(model: nn.Module, optimizer_cfg, global_batch: int, d: Dist,
     opt = create_optimizer_v2(groups, opt=o.type, lr=lr, weight_decay=o.weight_decay, **kwargs)
     logger.info('optimizer %s, lr %.3g (global batch %d = %d device(s) x %d x %d accumulation), '
                 'weight decay %g, layer decay %s', o.type, lr, global_batch, d.world_size,
-                micro_batch, accum_steps, o.weight_decay, o.get('layer_decay'))
+                micro_batch, accum_steps, o.weight_decay, o.layer_decay)
     return opt, lr
 
 
@@ -113,24 +113,22 @@ def build_scheduler(optimizer, cfg, steps_per_epoch: int):
     """Cosine with warmup, stepped every optimizer step (timm's scheduler, step_update per step)."""
     from timm.scheduler import create_scheduler_v2
     s = cfg.schedule
-    sched, _ = create_scheduler_v2(optimizer, sched=s.get('sched', 'cosine'), num_epochs=cfg.epochs,
-                                   warmup_epochs=s.get('warmup_epochs', 5), warmup_lr=s.get('warmup_lr', 1e-6),
-                                   min_lr=s.get('min_lr', 1e-5), step_on_epochs=False,
+    sched, _ = create_scheduler_v2(optimizer, sched=s.sched, num_epochs=cfg.epochs,
+                                   warmup_epochs=s.warmup_epochs, warmup_lr=s.warmup_lr, min_lr=s.min_lr, step_on_epochs=False,
                                    updates_per_epoch=steps_per_epoch)
     sched.step_update(0)
     return sched
 
 
 def build_mixup(cfg, micro_batch: int, num_classes: int):
-    m = cfg.get('mixup') or {}
-    if not (m.get('mixup_alpha', 0) > 0 or m.get('cutmix_alpha', 0) > 0):
+    m = cfg.mixup
+    if not (m.mixup_alpha > 0 or m.cutmix_alpha > 0):
         return None
     if micro_batch % 2:
         raise TrainingError(f'mixup/cutmix need an even per-device batch; got micro_batch_size={micro_batch}')
     from timm.data import Mixup
-    return Mixup(mixup_alpha=m.get('mixup_alpha', 0.0), cutmix_alpha=m.get('cutmix_alpha', 0.0),
-                 prob=m.get('prob', 1.0), switch_prob=m.get('switch_prob', 0.5), mode=m.get('mode', 'batch'),
-                 label_smoothing=cfg.loss.get('label_smoothing', 0.0), num_classes=num_classes)
+    return Mixup(mixup_alpha=m.mixup_alpha, cutmix_alpha=m.cutmix_alpha, prob=m.prob, switch_prob=m.switch_prob,
+                 mode=m.mode, label_smoothing=cfg.loss.label_smoothing, num_classes=num_classes)
 
 
 def build_loader(cfg, d: Dist, dataset, transform, sampler, batch_size: int, drop_last: bool) -> DataLoader:
@@ -161,7 +159,7 @@ def build_val_loaders(cfg, d: Dist, splits, micro_batch: int) -> Dict[str, DataL
     tf = data_lib.build_eval_transform(cfg.input_size, cfg.data.eval_crop_ratio)
     sets = {'val': splits.val} if splits.val is not None else {}
     sets.update(splits.extra_val)
-    batch = int(cfg.get('eval_batch_size') or micro_batch * 2)
+    batch = int(cfg.eval_batch_size or micro_batch * 2)  # None: twice the training micro-batch
     return {name: build_loader(cfg, d, ds, tf, data_lib.GlobalOrderSampler(len(ds), rank=d.rank,
                                                                            world_size=d.world_size, shuffle=False),
                                batch, False)

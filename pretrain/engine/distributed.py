@@ -44,8 +44,10 @@ def init_distributed(device: str = 'auto') -> Dist:
             raise TrainingError(f'device={device!r} but no CUDA GPU is available (use --device cpu)')
         dev = torch.device('cuda', local_rank)
         torch.cuda.set_device(dev)
+    elif device == 'cpu':
+        dev = torch.device('cpu')
     else:
-        dev = torch.device(device)
+        raise TrainingError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     return Dist(rank, world_size, local_rank, dev)

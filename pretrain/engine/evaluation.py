@@ -1,11 +1,16 @@
 """Evaluation on every validation set (val, and v2 / ReaL when configured): top-1/top-5/loss summed over ranks."""
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
 from .distributed import all_reduce_sum
+from .logs import show_bar
+
+logger = logging.getLogger('cosub')
 
 
 class Evaluation:
@@ -17,15 +22,23 @@ class Evaluation:
         ds = loader.dataset.base
         real = getattr(ds, 'real_labels', None)
         self.model.eval()
-        sums = [0.0] * 6  # correct@1, correct@5, loss, n, real correct, real n
+        sums = [0.0] * 7  # correct@1, correct@5, loss, n, real correct, real n, unreadable images
+        first_bad = None
         from tqdm import tqdm
         if self.fsdp:  # every forward pass gathers parameters from all ranks: all must run as many
             most = torch.tensor([len(loader)], device=self.d.device if self.d.device.type == 'cuda' else 'cpu')
             dist.all_reduce(most, op=dist.ReduceOp.MAX)  # before any forward pass, so the collectives pair up
-        for batch in tqdm(loader, desc=f'eval {name}', disable=not self.d.is_main, leave=False):
-            images, labels, index, _ = self._to_device(batch)
+        for batch in tqdm(loader, desc=f'eval {name}', disable=not (self.d.is_main and show_bar()), leave=False):
+            images, labels, index, bad_paths = self._to_device(batch)
             with self._autocast():
                 logits = self.model(images)
+            # An unreadable image came as a placeholder: its row is left out of every metric and counted.
+            good = [not p for p in bad_paths]
+            sums[6] += len(good) - sum(good)
+            first_bad = first_bad or next(filter(None, bad_paths), None)
+            if not all(good):
+                keep = torch.tensor(good, device=logits.device)
+                logits, labels, index = logits[keep], labels[keep], index[keep.cpu()]
             logits = logits.float()
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
             sums[0] += (top5[:, 0] == labels).sum().item()
@@ -42,10 +55,14 @@ class Evaluation:
             with self._autocast():
                 for _ in range(int(most.item()) - len(loader)):
                     self.model(blank)
-        c1, c5, loss, n, rc, rn = all_reduce_sum(sums, self.d)
+        c1, c5, loss, n, rc, rn, bad = all_reduce_sum(sums, self.d)
         out = {'top1': 100 * c1 / max(n, 1), 'top5': 100 * c5 / max(n, 1), 'loss': loss / max(n, 1), 'n': int(n)}
         if real is not None:
             out['real_top1'] = 100 * rc / max(rn, 1)
+        out['bad_images'] = int(bad)
+        if bad:
+            logger.warning('%s: %d unreadable image(s) left out of the metrics (over %d images); the first: %s',
+                           name, int(bad), int(n), first_bad or 'on another rank')
         return out
 
     def evaluate_all(self) -> dict:

@@ -18,16 +18,23 @@ from ..cosub import cosub_loss
 from ..plots import plot_training_curves
 from .distributed import all_reduce_sum, gradient_sync
 from .errors import TrainingError
-from .logs import format_record, read_log
+from .logs import flush_logs, format_record, progress_line, read_log, show_bar
+from .preemption import Preempted, signal_name
+from .run_dir import append_line, write_atomic
 
 logger = logging.getLogger('cosub')
+
+
+def new_epoch_sums() -> dict:
+    """What an epoch's record averages, carried in checkpoints so that a resumed epoch reports all its steps."""
+    return dict(loss=0.0, steps=0, bad=0, seen=0, seconds=0.0)
 
 
 class TrainingLoop:
     """Trainer methods that train: one step, one epoch, and `fit` (all epochs with evaluation and logs)."""
 
     def _amp_dtype(self) -> Optional[torch.dtype]:
-        amp = self.cfg.train.get('amp')
+        amp = self.cfg.train.amp
         if self.d.device.type != 'cuda' or not amp:
             return None
         return {'bf16': torch.bfloat16, 'fp16': torch.float16}[amp]
@@ -39,7 +46,7 @@ class TrainingLoop:
     def _targets(self, images: torch.Tensor, labels: torch.Tensor):
         if self.mixup is not None:
             return self.mixup(images, labels)
-        smoothing = self.cfg.loss.get('label_smoothing', 0.0)
+        smoothing = self.cfg.loss.label_smoothing
         onehot = F.one_hot(labels, self.num_classes).float()
         return images, onehot * (1.0 - smoothing) + smoothing / self.num_classes
 
@@ -48,27 +55,29 @@ class TrainingLoop:
         if not c.enabled:
             return cosub_loss(logits, targets, num_submodels=1, lam=1.0, loss=self.cfg.loss.type)
         return cosub_loss(logits, targets, num_submodels=self.num_submodels, lam=c.lam, loss=self.cfg.loss.type,
-                          soft=c.get('soft', True))
+                          soft=c.soft)
 
     def train_one_epoch(self) -> dict:
         from tqdm import tqdm
-        model, opt, d = self.train_model, self.optimizer, self.d
+        cfg, model, opt, d = self.cfg, self.train_model, self.optimizer, self.d
         model.train()
         self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * self.global_batch)
         batches = iter(self.train_loader)
-        clip = self.cfg.optimizer.get('clip_grad')
-        ckpt_steps = int(self.cfg.train.get('checkpoint_steps') or 0)
-        loss_sum, bad, seen, t0 = 0.0, 0, 0, time.time()
-        first_step = self.step_in_epoch
-        bar = tqdm(range(first_step, self.steps_per_epoch), desc=f'epoch {self.epoch}', disable=not d.is_main,
-                   dynamic_ncols=True, leave=False)
+        clip = cfg.optimizer.clip_grad
+        ckpt_steps, log_every = int(cfg.train.checkpoint_steps or 0), int(cfg.train.log_interval or 0)
+        if self.step_in_epoch == 0:
+            self.epoch_sums = new_epoch_sums()
+        sums, t0, run_steps = self.epoch_sums, time.time(), 0
+        bar = tqdm(range(self.step_in_epoch, self.steps_per_epoch), desc=f'epoch {self.epoch}',
+                   disable=not (d.is_main and show_bar()), dynamic_ncols=True, leave=False)
         for step in bar:
+            t_step = time.time()
             opt.zero_grad(set_to_none=True)
             step_loss = 0.0
             for micro in range(self.accum_steps):
                 images, labels, _, bad_paths = self._to_device(next(batches))
                 for path in filter(None, bad_paths):
-                    bad += 1
+                    sums['bad'] += 1
                     self.first_bad = self.first_bad or path
                 images, targets = self._targets(images, labels)
                 if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
@@ -85,80 +94,137 @@ class TrainingLoop:
             if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
                 grad_norm = grad_norm.full_tensor()
             if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
-                raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({grad_norm.item()}) at epoch '
-                                    f'{self.epoch}, step {step}; stopped without saving, the last good checkpoint is '
-                                    f'{self.output_dir / "checkpoint.pth" if self.output_dir else "not kept (no output dir)"}')
+                self._stop_non_finite(step_loss, grad_norm, step)
             self.scaler.step(opt)
             self.scaler.update()
             self.global_step += 1
             self.step_in_epoch = step + 1
             self.scheduler.step_update(self.global_step)
-            loss_sum += step_loss
-            seen += self.global_batch
-            self._check_bad(bad, seen)
+            sums['loss'] += step_loss
+            sums['steps'] += 1
+            sums['seen'] += self.global_batch
+            sums['seconds'] += time.time() - t_step
+            run_steps += 1
+            self._check_bad(sums['bad'], sums['seen'])
             lr = opt.param_groups[-1]['lr']
             bar.set_postfix(loss=f'{step_loss:.4f}', lr=f'{lr:.2e}')
             if self.tb is not None and self.global_step % 10 == 0:
                 self.tb.add_scalar('train/loss', step_loss, self.global_step)
                 self.tb.add_scalar('train/lr', lr, self.global_step)
+            if log_every and self.step_in_epoch % log_every == 0:
+                per_s = run_steps * self.global_batch / max(time.time() - t0, 1e-9)
+                left = (cfg.epochs - self.epoch) * self.steps_per_epoch - self.step_in_epoch
+                logger.info(progress_line(self.epoch, cfg.epochs, self.step_in_epoch, self.steps_per_epoch,
+                                          step_loss, lr, per_s, left * self.global_batch / max(per_s, 1e-9),
+                                          d.device))
+            signum = self.stop.agreed(d)
+            if signum:  # a step boundary every rank reaches: save the position and stop
+                self._stop_on_signal(signum)
             if ckpt_steps and self.step_in_epoch % ckpt_steps == 0 and self.step_in_epoch < self.steps_per_epoch:
                 self.save_checkpoint()
         bar.close()
-        steps = max(self.steps_per_epoch - first_step, 1)
-        loss_avg, bad_total, seen_total = all_reduce_sum([loss_sum / steps, bad, seen], d)
-        elapsed = time.time() - t0
-        return dict(train_loss=loss_avg / d.world_size, lr=opt.param_groups[-1]['lr'], bad_images=int(bad_total),
-                    epoch_time=round(elapsed, 1), images_per_sec=round(seen / max(elapsed, 1e-9), 1))
+        loss_sum, bad_total, seen_total = all_reduce_sum([sums['loss'] / max(sums['steps'], 1), sums['bad'],
+                                                          sums['seen']], d)
+        return dict(train_loss=loss_sum / d.world_size, lr=opt.param_groups[-1]['lr'], bad_images=int(bad_total),
+                    epoch_time=round(sums['seconds'], 1),
+                    images_per_sec=round(sums['seen'] / max(sums['seconds'], 1e-9), 1))
+
+    def _stop_non_finite(self, step_loss: float, grad_norm, step: int) -> None:
+        """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
+        losses were finite: every step is checked before it is taken) stays as it is."""
+        where = (f'{self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, step {self.last_saved[1]})'
+                 if self.output_dir is not None and self.last_saved else
+                 'none was written yet' if self.output_dir is not None else 'none (no output dir)')
+        raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({float(grad_norm)}) at epoch '
+                            f'{self.epoch}, step {step}; stopped without saving; the last good checkpoint is {where}; '
+                            'lower optimizer.lr or raise optimizer.clip_grad and run again with --resume')
+
+    def _stop_on_signal(self, signum: int) -> None:
+        self.save_checkpoint()
+        if self.tb is not None:
+            self.tb.flush()
+        message = (f'{signal_name(signum)}: stopped at epoch {self.epoch}, step {self.step_in_epoch} of '
+                   f'{self.steps_per_epoch}; checkpoint.pth holds this position: run the same command with --resume '
+                   f'to continue (exit code {Preempted.exit_code})')
+        logger.warning(message)
+        flush_logs()
+        raise Preempted(message, signum)
 
     def _check_bad(self, bad: int, seen: int) -> None:
-        limit = float(self.cfg.data.get('max_bad_fraction', 0.001))
+        limit = float(self.cfg.data.max_bad_fraction)
         if bad > limit * max(seen, 1):
             raise TrainingError(f'{bad} unreadable images among {seen} ({bad / seen:.2%} > data.max_bad_fraction='
                                 f'{limit}); the first was {self.first_bad}')
 
+    def _start_logs(self, log_path) -> None:
+        """Config, TensorBoard and log.jsonl agree with the checkpoint we start from: log records of epochs we are
+        about to redo are dropped, TensorBoard events after its step purged, "best" recomputed from the log."""
+        from torch.utils.tensorboard import SummaryWriter
+        write_atomic(self.output_dir / 'config.py', self.cfg.pretty_text)
+        self.tb = SummaryWriter(str(self.output_dir / 'tensorboard'),
+                                purge_step=self.global_step if self.resumed else None)
+        records = read_log(log_path)
+        kept = [r for r in records if r['epoch'] < self.epoch]
+        if len(kept) < len(records):
+            logger.info('log.jsonl: %d record(s) newer than the checkpoint dropped (those epochs are redone)',
+                        len(records) - len(kept))
+        write_atomic(log_path, ''.join(json.dumps(r) + '\n' for r in kept))
+        tops = [r['val_top1'] for r in kept if r.get('val_top1') is not None]
+        self.best_top1 = max(tops) if tops else None
+
     def fit(self) -> dict:
+        with self.stop:
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg, d = self.cfg, self.d
         if self.eval_only:
             record = self.evaluate_all()
             logger.info('evaluation: %s', format_record(record))
             if self.output_dir is not None and d.is_main:
-                (self.output_dir / 'eval.json').write_text(json.dumps(record, indent=1))
+                write_atomic(self.output_dir / 'eval.json', json.dumps(record, indent=1))
             return record
         log_path = self.output_dir / 'log.jsonl' if self.output_dir else None
         if d.is_main and self.output_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            cfg.dump(str(self.output_dir / 'config.py'))
-            self.tb = SummaryWriter(str(self.output_dir / 'tensorboard'))
-            # Records of epochs we are about to redo (a crash after logging) are dropped.
-            kept = [r for r in read_log(log_path) if r['epoch'] < self.epoch]
-            log_path.write_text(''.join(json.dumps(r) + '\n' for r in kept))
+            self._start_logs(log_path)
+        if d.enabled:  # every rank decides "improved" (a collective save under FSDP) from rank 0's best
+            best = [self.best_top1]
+            torch.distributed.broadcast_object_list(best, src=0)
+            self.best_top1 = best[0]
         logger.info('training %d epochs x %d steps from epoch %d (%d images, %d classes, cosub %s)', cfg.epochs,
                     self.steps_per_epoch, self.epoch, len(self.splits.train), self.num_classes,
                     f'{self.num_submodels} submodels, lambda {cfg.cosub.lam}' if cfg.cosub.enabled else 'off')
         record = {}
-        while self.epoch < cfg.epochs:
-            record = dict(epoch=self.epoch, **self.train_one_epoch())
-            last = self.epoch + 1 == cfg.epochs
-            if self.val_loaders and (last or (self.epoch + 1) % cfg.train.get('eval_interval', 1) == 0):
-                record.update(self.evaluate_all())
-            record['val_top1'] = record.get('val_top1')
-            self.epoch, self.step_in_epoch = self.epoch + 1, 0
-            improved = record['val_top1'] is not None and (self.best_top1 is None or record['val_top1'] > self.best_top1)
-            if improved:
-                self.best_top1 = record['val_top1']
-            if last or self.epoch % cfg.train.get('checkpoint_interval', 1) == 0:
-                self.save_checkpoint()
-            if improved and cfg.train.get('save_best', True):
-                self._save_best()
-            if d.is_main:
-                logger.info('epoch %d/%d  %s', record['epoch'] + 1, cfg.epochs, format_record(record))
-                if log_path is not None:
-                    with open(log_path, 'a') as f:
-                        f.write(json.dumps(record) + '\n')
-                    plot_training_curves(read_log(log_path), self.output_dir / 'training_curves.png')
-                    for k, v in record.items():
-                        if isinstance(v, (int, float)) and k != 'epoch':
-                            self.tb.add_scalar(f'epoch/{k}', v, record['epoch'])
-        if self.tb is not None:
-            self.tb.close()
+        try:
+            while self.epoch < cfg.epochs:
+                record = dict(epoch=self.epoch, **self.train_one_epoch())
+                last = self.epoch + 1 == cfg.epochs
+                if self.val_loaders and (last or (self.epoch + 1) % cfg.train.eval_interval == 0):
+                    record.update(self.evaluate_all())
+                record['val_top1'] = record.get('val_top1')
+                self.epoch, self.step_in_epoch, self.epoch_sums = self.epoch + 1, 0, new_epoch_sums()
+                improved = record['val_top1'] is not None and (self.best_top1 is None
+                                                               or record['val_top1'] > self.best_top1)
+                if improved:
+                    self.best_top1 = record['val_top1']
+                # The log record first, then the checkpoints: a kill in between redoes this epoch on resume.
+                if d.is_main:
+                    logger.info('epoch %d/%d  %s', record['epoch'] + 1, cfg.epochs, format_record(record))
+                    if log_path is not None:
+                        append_line(log_path, json.dumps(record))
+                        plot_training_curves(read_log(log_path), self.output_dir / 'training_curves.png')
+                        for k, v in record.items():
+                            if isinstance(v, (int, float)) and k != 'epoch':
+                                self.tb.add_scalar(f'epoch/{k}', v, self.global_step)
+                        self.tb.flush()
+                if improved and cfg.train.save_best:
+                    self._save_best()
+                if last or self.epoch % cfg.train.checkpoint_interval == 0:
+                    self.save_checkpoint()
+                signum = self.stop.agreed(d)
+                if signum and not last:  # a signal during evaluation: stop between epochs
+                    self._stop_on_signal(signum)
+        finally:
+            if self.tb is not None:
+                self.tb.close()
         return record

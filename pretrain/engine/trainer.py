@@ -15,8 +15,10 @@ from .checkpointing import Checkpointing
 from .distributed import init_distributed, split_global_batch, wrap_model
 from .errors import TrainingError
 from .evaluation import Evaluation
-from .logs import setup_logging
-from .loop import TrainingLoop
+from .logs import log_run_header, setup_logging
+from .loop import TrainingLoop, new_epoch_sums
+from .preemption import StopRequest
+from .run_dir import prepare_output_dir
 from .rng import seed_all
 
 
@@ -25,10 +27,18 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
 
     def __init__(self, cfg, splits: Optional[data_lib.Splits] = None):
         self.cfg = cfg
-        self.d = init_distributed(cfg.get('device', 'auto'))
-        self.output_dir = Path(cfg.output_dir) if cfg.get('output_dir') else None
+        self.d = init_distributed(cfg.device)
+        self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
+        self.eval_only = bool(cfg.eval_only)
+        if self.eval_only and not (cfg.resume or cfg.finetune):
+            raise TrainingError('--eval needs weights: pass --resume [CHECKPOINT] or --finetune CHECKPOINT')
+        if self.output_dir is not None:  # before anything is written
+            prepare_output_dir(self.output_dir, resume=cfg.resume, overwrite=bool(cfg.overwrite),
+                               eval_only=self.eval_only, is_main=self.d.is_main)
+            if self.d.enabled:
+                dist.barrier()  # rank 0 has moved an earlier run aside
         setup_logging(self.output_dir, self.d.is_main)
-        self.eval_only = bool(cfg.get('eval_only', False))
+        log_run_header(cfg, self.d.world_size)
         self.splits = splits or data_lib.build_splits(cfg.data)
         if self.splits.train is None and not self.eval_only:
             raise TrainingError('the dataset has no training split')
@@ -39,8 +49,8 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
         builders.check_esd_batch(self.model, self.micro_batch, self.num_submodels)
         seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
         self.model.to(self.d.device)
-        self.fsdp = bool(cfg.train.get('fsdp')) and self.d.enabled
-        self.train_model = wrap_model(self.model, self.d, self.fsdp, bool(cfg.train.get('compile')))
+        self.fsdp = bool(cfg.train.fsdp) and self.d.enabled
+        self.train_model = wrap_model(self.model, self.d, self.fsdp, bool(cfg.train.compile))
         self.optimizer, self.base_lr = builders.build_optimizer(self.model, cfg.optimizer, self.global_batch, self.d,
                                                                 self.micro_batch, self.accum_steps)
         self.scheduler = None if self.eval_only else builders.build_scheduler(self.optimizer, cfg,
@@ -51,14 +61,16 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
             cfg, self.d, self.splits.train, self.global_batch, self.micro_batch)
         self.val_loaders = builders.build_val_loaders(cfg, self.d, self.splits, self.micro_batch)
         self.epoch, self.step_in_epoch, self.global_step, self.best_top1 = 0, 0, 0, None
-        self.first_bad, self.tb = None, None
+        self.epoch_sums = new_epoch_sums()  # running sums of the epoch in progress, kept in checkpoints
+        self.first_bad, self.tb, self.resumed, self.last_saved = None, None, False, None
+        self.stop = StopRequest()
         self._resume()
 
     def _setup_batching(self) -> None:
         cfg = self.cfg
         self.global_batch = int(cfg.batch_size)
         self.micro_batch, self.accum_steps = split_global_batch(self.global_batch, self.d.world_size,
-                                                                cfg.get('micro_batch_size'))
+                                                                cfg.micro_batch_size)
         self.num_submodels = int(cfg.cosub.num_submodels) if cfg.cosub.enabled else 1
         if self.splits.train is not None and not self.eval_only:
             self.steps_per_epoch = len(self.splits.train) // self.global_batch

@@ -1,0 +1,111 @@
+"""Launch pretraining (or fine-tuning) on SLURM with submitit, requeued on preemption or time-out.
+
+    python -m pretrain.submit --cfg vit_l --nodes 4 --gpus-per-node 8 --partition P --timeout-min 4320 \
+        --data-path /datasets/imagenet --output-dir runs/vit_l
+    python -m pretrain.submit --task transfer --dataset inat18 --nodes 1 --gpus-per-node 8 --partition P ...
+
+One task per GPU runs the same engine as pretrain/train.py (torch.distributed from submitit's JobEnvironment).
+Every launch passes --resume, so a first start, a requeue after preemption and a requeue after the time limit are
+the same command: it continues from <output-dir>/checkpoint.pth when there is one. Before the time limit SLURM
+sends SIGUSR2 (`--signal-delay-s` ahead); on it, or on SIGTERM/SIGUSR1, the engine finishes the current step,
+writes checkpoint.pth with its position in the epoch, and submitit requeues the job (as the official DeiT
+run_with_submitit.py does, but without losing the epoch in progress). Any other flag is pretrain/train.py's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+TASKS = {'pretrain': '--cfg', 'transfer': '--dataset'}
+
+
+class Training:
+    """The submitted callable: runs the engine on this task's rank; `checkpoint()` makes submitit requeue it."""
+
+    def __init__(self, argv: List[str], task: str = 'pretrain'):
+        self.argv, self.task = list(argv), task
+
+    def __call__(self) -> dict:
+        import submitit
+        from pretrain.config import parse
+        from pretrain.engine import run
+        from pretrain.engine.preemption import Preempted, also_stop_on
+
+        env = submitit.JobEnvironment()
+        os.environ.update(RANK=str(env.global_rank), LOCAL_RANK=str(env.local_rank), WORLD_SIZE=str(env.num_tasks),
+                          MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(20000 + int(env.job_id.split('_')[0]) % 20000
+                                                                         if env.job_id.split('_')[0].isdigit()
+                                                                         else 29500))
+        requeue = signal.getsignal(env._usr_sig())  # submitit's: checkpoint() + requeue, on rank 0
+        also_stop_on(env._usr_sig())  # ... called below once the engine has saved its position
+        resume = [] if '--resume' in self.argv else ['--resume']  # a first start or a requeue: the same command
+        cfg = parse(self.argv + resume, task=self.task, name_flag=TASKS[self.task])
+        prepare_config(cfg, self.task)
+        try:
+            return run(cfg)
+        except Preempted as e:
+            if callable(requeue) and e.signum != signal.SIGINT:
+                requeue(e.signum, None)  # rank 0 requeues and exits; the others end here
+            sys.exit(e.exit_code)
+
+    def checkpoint(self):
+        import submitit
+        return submitit.helpers.DelayedSubmission(Training(self.argv, self.task))
+
+
+def prepare_config(cfg, task: str) -> None:
+    if task == 'transfer':
+        from transfer.finetune import prepare
+        prepare(cfg)
+    else:
+        from pretrain.train import default_output_dir
+        default_output_dir(cfg)
+
+
+def build_executor(args, folder: Path):
+    import submitit
+    executor = submitit.AutoExecutor(folder=str(folder), slurm_max_num_timeout=args.max_requeues)
+    extra = {}
+    if args.constraint:
+        extra['constraint'] = args.constraint
+    executor.update_parameters(
+        name=args.job_name, nodes=args.nodes, gpus_per_node=args.gpus_per_node, tasks_per_node=args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task, mem_gb=args.mem_gb_per_gpu * args.gpus_per_node,
+        timeout_min=args.timeout_min, slurm_partition=args.partition, slurm_signal_delay_s=args.signal_delay_s,
+        slurm_additional_parameters=extra)
+    return executor
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog='Other flags (--cfg, --data-path, --output-dir, --cfg-options ...) are '
+                                       "pretrain/train.py's (transfer/finetune.py's with --task transfer).")
+    p.add_argument('--task', choices=list(TASKS), default='pretrain')
+    p.add_argument('--nodes', type=int, default=1)
+    p.add_argument('--gpus-per-node', type=int, default=8)
+    p.add_argument('--cpus-per-task', type=int, default=10)
+    p.add_argument('--mem-gb-per-gpu', type=int, default=40)
+    p.add_argument('--partition', required=True, help='SLURM partition')
+    p.add_argument('--constraint', default='', help='SLURM constraint, e.g. volta32gb')
+    p.add_argument('--timeout-min', type=int, default=4320, help='time limit of each allocation (minutes)')
+    p.add_argument('--signal-delay-s', type=int, default=120,
+                   help='SIGUSR2 this many seconds before the time limit: time to finish a step and save')
+    p.add_argument('--max-requeues', type=int, default=20, help='how many time-outs to requeue after')
+    p.add_argument('--job-dir', help="submitit's logs and pickles (default: <output-dir>/submitit)")
+    p.add_argument('--job-name', default='cosub')
+    args, rest = p.parse_known_args(argv)
+    from pretrain.config import parse
+    cfg = parse(rest, task=args.task, name_flag=TASKS[args.task])  # a bad flag or key: exit 2 before submitting
+    prepare_config(cfg, args.task)
+    folder = Path(args.job_dir or Path(cfg.output_dir) / 'submitit')
+    job = build_executor(args, folder).submit(Training(rest, args.task))
+    print(f'submitted job {job.job_id}: {args.nodes} node(s) x {args.gpus_per_node} GPU(s), output {cfg.output_dir}, '
+          f'logs {folder}')
+
+
+if __name__ == '__main__':
+    main()

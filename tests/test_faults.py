@@ -1,0 +1,207 @@
+"""Faults a real run meets, injected on the CPU demo (digits 0-1, a 2-block ViT): a kill after each file write,
+SIGTERM mid-epoch, re-running into an earlier run, --overwrite, strict --eval, a non-finite loss, a requeue
+through submitit. Each must lose nothing, end as the uninterrupted run does, and name the cause in one line."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import backbones
+from pretrain.engine import Trainer, loop
+from pretrain.train import train
+
+from conftest import ROOT
+
+TINY = ['model.embed_dim=32', 'model.depth=2', 'model.num_heads=2', 'data.num_workers=0', 'data.classes=[0,1]',
+        'train.log_interval=1']
+
+
+def argv(out, *extra, epochs=2, options=()):
+    return ['--cfg', 'demo', '--output-dir', str(out), '--epochs', str(epochs), '--batch-size', '64', *extra,
+            '--cfg-options', *TINY, *options]
+
+
+def weights(path):
+    return backbones.load_file(path)['model']
+
+
+def log_of(out):
+    return [json.loads(line) for line in (Path(out) / 'log.jsonl').read_text().splitlines()]
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f'{k} differs'
+
+
+def error_of(args, capsys) -> tuple:
+    with pytest.raises(SystemExit) as e:
+        train(args)
+    code = e.value.code
+    return (1, code) if isinstance(code, str) else (code, capsys.readouterr().err)
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, one_thread):
+    """The uninterrupted run, with every file write counted."""
+    out = tmp_path_factory.mktemp('faults') / 'reference'
+    with pytest.MonkeyPatch.context() as m:
+        writes = count_writes(m)
+        train(argv(out))
+    return out, writes[0]
+
+
+class Killed(BaseException):
+    """Stands for kill -9: nothing in the engine catches it."""
+
+
+def count_writes(m, crash_at=None):
+    """Count the engine's file writes (checkpoints, log records, small files, plots); raise after write crash_at."""
+    count = [0]
+
+    def counted(fn):
+        def write(*a, **k):
+            out = fn(*a, **k)
+            count[0] += 1
+            if count[0] == crash_at:
+                raise Killed(f'killed after write {crash_at}')
+            return out
+        return write
+    m.setattr(backbones, 'save_file', counted(backbones.save_file))
+    for name in ('append_line', 'write_atomic', 'plot_training_curves'):
+        m.setattr(loop, name, counted(getattr(loop, name)))
+    return count
+
+
+def test_kill_after_each_write_then_resume(reference, tmp_path):
+    ref, total = reference
+    assert total >= 8  # config, log, per epoch: record, plot, best, checkpoint
+    for n in range(1, total):
+        out = tmp_path / f'kill{n}'
+        with pytest.MonkeyPatch.context() as m:
+            count_writes(m, crash_at=n)
+            with pytest.raises(Killed, match=f'killed after write {n}'):
+                train(argv(out))
+        train(argv(out, '--resume'))
+        assert_same(weights(ref / 'checkpoint.pth'), weights(out / 'checkpoint.pth'))
+        log, ref_log = log_of(out), log_of(ref)
+        assert [r['epoch'] for r in log] == [0, 1], n
+        assert [r['train_loss'] for r in log] == [r['train_loss'] for r in ref_log], n
+        best = backbones.load_file(out / 'checkpoint_best.pth')
+        assert best['val_top1'] == max(r['val_top1'] for r in log), n
+        assert not list(out.glob('*.tmp')) and not list(out.glob('.*.tmp')), n
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_epoch_saves_and_resume_equals_uninterrupted(reference, tmp_path, signum):
+    """The signal arrives in the middle of step 3 (as SLURM's would, at any instant); pretrain.submit's test
+    sends a real one to a separate process."""
+    ref, _ = reference
+    out = tmp_path / 'preempted'
+    sent = []
+    real_loss = Trainer._loss
+
+    def signal_during_step(self, logits, targets):
+        if (self.epoch, self.step_in_epoch) == (0, 2) and not sent:
+            os.kill(os.getpid(), signum)
+            sent.append(time.time())
+        return real_loss(self, logits, targets)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Trainer, '_loss', signal_during_step)
+        with pytest.raises(SystemExit) as e:
+            train(argv(out))
+    assert e.value.code == 143 and time.time() - sent[0] < 30
+    ckpt = backbones.load_file(out / 'checkpoint.pth')
+    assert (ckpt['epoch'], ckpt['step_in_epoch']) == (0, 3)  # the step in progress was finished
+    assert f'{signal.Signals(signum).name}: stopped at epoch 0, step 3' in (out / 'train.log').read_text()
+    train(argv(out, '--resume'))
+    assert_same(weights(ref / 'checkpoint.pth'), weights(out / 'checkpoint.pth'))
+    # the resumed epoch reports all its steps, not only those after the restart
+    assert [r['train_loss'] for r in log_of(out)] == [r['train_loss'] for r in log_of(ref)]
+
+
+def test_rerun_refused_and_overwrite_moves_the_earlier_run(reference, tmp_path, capsys):
+    ref, _ = reference
+    out = tmp_path / 'run'
+    out.mkdir()
+    for name in ('checkpoint.pth', 'log.jsonl', 'train.log'):
+        (out / name).write_bytes((ref / name).read_bytes())
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, msg = error_of(argv(out), capsys)
+    assert code == 2 and str(out) in msg and '--resume' in msg and '--overwrite' in msg
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing written
+    train(argv(out, '--overwrite', epochs=1))
+    previous = [p for p in out.iterdir() if p.name.startswith('previous-')]
+    assert len(previous) == 1 and sorted(p.name for p in previous[0].iterdir()) == sorted(before)
+    assert (previous[0] / 'log.jsonl').read_text() == (ref / 'log.jsonl').read_text()
+    assert [r['epoch'] for r in log_of(out)] == [0]
+
+
+def test_resume_without_checkpoint_starts_fresh_and_changed_epochs_warn(reference, tmp_path, capsys):
+    ref, _ = reference
+    out = tmp_path / 'fresh'
+    train(argv(out, '--resume', epochs=1))
+    assert 'no checkpoint.pth in' in (out / 'train.log').read_text()
+    train(argv(out, '--resume', epochs=2))
+    text = (out / 'train.log').read_text()
+    assert 'epochs 1 -> 2' in text and 'learning rate' in text
+
+
+def test_eval_is_strict(reference, tmp_path, capsys):
+    ref, _ = reference
+    code, msg = error_of(argv(tmp_path / 'e', '--eval'), capsys)
+    assert code == 1 and '--eval needs weights' in msg
+    other = tmp_path / 'other.pth'  # weights of another architecture: nothing would load
+    backbones.save_file({'model': backbones.create_model('vit_t', num_classes=2, img_size=16, patch_size=4,
+                                                         embed_dim=48, depth=1, num_heads=3).state_dict()}, other)
+    code, msg = error_of(argv(tmp_path / 'e', '--eval', '--resume', str(other)), capsys)
+    assert code == 1 and str(other) in msg and '\n' not in msg
+    record = train(argv(tmp_path / 'e2', '--eval', '--resume', str(ref / 'checkpoint.pth')))
+    assert record['val_top1'] == log_of(ref)[-1]['val_top1'] and record['val_bad_images'] == 0
+
+
+def test_non_finite_loss_keeps_the_last_finite_checkpoint(reference, tmp_path, monkeypatch):
+    out = tmp_path / 'nan'
+    real_loss = Trainer._loss
+
+    def explode(self, logits, targets):
+        loss = real_loss(self, logits, targets)
+        return loss * float('nan') if (self.epoch, self.step_in_epoch) == (1, 2) else loss
+    monkeypatch.setattr(Trainer, '_loss', explode)
+    with pytest.raises(SystemExit) as e:
+        train(argv(out))
+    msg = str(e.value.code)
+    assert 'non-finite loss' in msg and 'checkpoint.pth (epoch 1, step 0)' in msg
+    ckpt = backbones.load_file(out / 'checkpoint.pth')
+    assert ckpt['epoch'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
+    assert 'non-finite loss' in (out / 'train.log').read_text()
+
+
+def test_submitit_requeue_finishes_like_an_uninterrupted_run(reference, tmp_path):
+    submitit = pytest.importorskip('submitit')
+    from pretrain.submit import Training
+    ref, _ = reference
+    out = tmp_path / 'submitit_run'
+    executor = submitit.LocalExecutor(folder=str(tmp_path / 'jobs'))
+    executor.update_parameters(timeout_min=60)  # well before its time-out: a preemption
+    env = {'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    with pytest.MonkeyPatch.context() as m:
+        for k, v in env.items():
+            m.setenv(k, v)
+        job = executor.submit(Training(argv(out)))
+    deadline = time.time() + 120
+    while 'epoch 1/2 step 2/' not in (job.paths.stdout.read_text() if job.paths.stdout.exists() else ''):
+        assert time.time() < deadline and job.state != 'FINISHED', 'the job did not start training'
+        time.sleep(0.2)
+    job._process.send_signal(signal.SIGTERM)  # the controller forwards it to the task, as SLURM would
+    job.result()
+    text = job.paths.stdout.read_text()
+    assert 'SIGTERM: stopped at epoch' in text and 'Requeued job' in text and 'resumed from' in text
+    assert_same(weights(ref / 'checkpoint.pth'), weights(out / 'checkpoint.pth'))
