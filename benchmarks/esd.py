@@ -1,7 +1,8 @@
 """Efficient stochastic depth (ESD) against masking: training-step time, FLOPs and activation memory.
 
     python benchmarks/esd.py [--models vit_l@80 vit_b@80 vit_b@320] [--rates 0.1 0.2 0.45 0.6] [--batch N]
-                             [--repeats N] [--img-size N] [--compile-rates 0.45 | none] [--compile-scope blocks|model]
+                             [--repeats N] [--img-size N] [--compile-rates 0.45 | none] [--compile-runs RUN ...]
+                             [--compile-scope model|blocks]
                              [--compile-mode default|...] [--threads N] [--out benchmarks/results/esd_<device>]
 
 For each model and rate, one model (same weights) runs forward + backward in mode 'mask' and in mode 'esd',
@@ -12,8 +13,9 @@ so that drifts in machine load hit both modes alike. Times are medians; the time
 per-pair ratios. Ideal ratio: keep / B = 1 - rate when B (1 - rate) is a whole number (the default batches
 are chosen for that: 20 on CPU, 80 and 320 on GPU). Models are given as name[@batch].
 
-At the `--compile-rates`, compiled copies of the model (same weights; `--compile-scope blocks` compiles each
-block, `model` the whole model, see benchmarks/pretrain_step.py) are timed the same way: the "compiled" columns.
+At the `--compile-rates` (of the `--compile-runs`, default all), compiled copies of the model (same weights;
+scope and mode as in benchmarks/pretrain_step.py: the whole model with CUDA graphs on CUDA, each block on CPU)
+are timed the same way: the "compiled" columns.
 The eager step also reports the aten ops it dispatches (the host's work per step) and, on CUDA, the time the
 host takes to issue it against the summed GPU kernel time (host above kernels: the step is launch-bound).
 
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 
 import timm  # noqa: E402
-from backbones import create_model, effective_drop_rate, keep_count, set_stochastic_depth  # noqa: E402
+from backbones import create_model, effective_drop_rate, is_model, keep_count, set_stochastic_depth  # noqa: E402
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,  # noqa: E402
                                timed, write_results)
 
@@ -231,6 +233,8 @@ def target_summary(meta: dict, rows: List[dict]) -> str:
 
 def parse_run(spec: str, default_batch: int) -> Tuple[str, int]:
     name, _, batch = spec.partition('@')
+    if not is_model(name):
+        raise SystemExit(f'--models {spec!r}: unknown model {name!r} (see backbones.list_models())')
     if batch and not (batch.isdigit() and int(batch) > 0):
         raise SystemExit(f'--models {spec!r}: the batch after @ must be a positive integer')
     return name, int(batch) if batch else default_batch
@@ -247,9 +251,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument('--warmup', type=int, help='extra untimed steps per mode and rate: 3 on CUDA, 0 on CPU')
     parser.add_argument('--compile-rates', nargs='+', default=['0.45'],
                         help="rates also timed compiled ('none': eager only; default 0.45)")
-    parser.add_argument('--compile-scope', choices=COMPILE_SCOPES, default='blocks')
-    parser.add_argument('--compile-mode', default='default',
-                        choices=('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'))
+    parser.add_argument('--compile-runs', nargs='+', help='the --models entries that get compiled columns '
+                        '(default: all)')
+    parser.add_argument('--compile-scope', choices=COMPILE_SCOPES, help="default 'model' on CUDA, 'blocks' on CPU")
+    parser.add_argument('--compile-mode', choices=('default', 'reduce-overhead', 'max-autotune',
+                                                   'max-autotune-no-cudagraphs'),
+                        help="default 'reduce-overhead' (CUDA graphs) on CUDA, 'default' on CPU")
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='output path without suffix (default benchmarks/results/esd_<device>)')
@@ -259,8 +266,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cuda = device.type == 'cuda'
     if args.threads:
         torch.set_num_threads(args.threads)
-    runs = [parse_run(s, args.batch or (80 if cuda else 20))
-            for s in (args.models or (GPU_DEFAULT_RUNS if cuda else CPU_DEFAULT_RUNS))]
+    default_batch = args.batch or (80 if cuda else 20)
+    runs = [parse_run(s, default_batch) for s in (args.models or (GPU_DEFAULT_RUNS if cuda else CPU_DEFAULT_RUNS))]
+    compile_runs = runs if args.compile_runs is None else [parse_run(s, default_batch) for s in args.compile_runs]
+    if not set(compile_runs) <= set(runs):
+        raise SystemExit(f'--compile-runs {" ".join(args.compile_runs)}: each must be one of the --models runs')
+    scope = args.compile_scope or ('model' if cuda else 'blocks')
+    compile_mode = args.compile_mode or ('reduce-overhead' if cuda else 'default')
     try:
         compile_rates = [] if args.compile_rates == ['none'] else [float(r) for r in args.compile_rates]
     except ValueError:
@@ -278,7 +290,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
                 batches=sorted({b for _, b in runs}), dtype='bfloat16 autocast' if cuda else 'float32',
                 repeats=repeats, warmup=warmup, threads=torch.get_num_threads(), python=platform.python_version(),
-                compile_rates=compile_rates, compile_scope=args.compile_scope, compile_mode=args.compile_mode,
+                compile_rates=compile_rates, compile_runs=[f'{n}@{b}' for n, b in compile_runs],
+                compile_scope=scope, compile_mode=compile_mode,
                 command=' '.join(['python', 'benchmarks/esd.py'] + (sys.argv[1:] if argv is None else argv)),
                 notes=notes)
 
@@ -292,8 +305,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             if note not in notes:
                 notes.append(note)
         print(f'{name}: batch {batch}, {img_size}x{img_size}, {meta["dtype"]}, {meta["device"]}', flush=True)
-        rows += run_model(name, args.rates, batch, img_size, repeats, warmup, device, compile_rates,
-                          args.compile_scope, args.compile_mode)
+        rows += run_model(name, args.rates, batch, img_size, repeats, warmup, device,
+                          compile_rates if (name, batch) in compile_runs else [], scope, compile_mode)
         if cuda:
             torch.cuda.empty_cache()
     meta['wall_s'] = round(time.perf_counter() - started, 1)

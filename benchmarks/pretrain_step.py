@@ -12,10 +12,13 @@ the model's rate tau (supplement Table A.1), interleaved in this process:
   cosub_mask   cosub as the official code does it: the batch twice (2 submodels), masking (paper: 2.0x time)
   cosub_esd    ours: the batch twice, efficient stochastic depth
 Each runs eager; the `--compile-variants` also run compiled (a compiled copy of the model, same weights: the loss
-and the optimizer stay eager, as in the engine). `--compile-scope model` compiles the whole model as
-`train.compile=True` does; `blocks` (the GPU default) compiles each transformer block (regional compilation: the
-same fused kernels for nearly all the FLOPs, in a fraction of the compile time). The device's dense matmul peak is
-measured in the same run (bf16 8192^3 on CUDA, float32 2048^3 on CPU): MFU = FLOPs per step / step time / peak.
+and the optimizer stay eager, as in the engine). `--compile-scope model` (the CUDA default) compiles the whole
+model as `train.compile=True` does; `blocks` (the CPU default: C++ compilation on few cores is slow) compiles each
+transformer block (regional compilation: the same fused kernels for nearly all the FLOPs, a third of the compile
+time, more host overhead per step). `--compile-mode` defaults to 'reduce-overhead' on CUDA (CUDA graphs: at these
+batch sizes an H200 step is bound by the host launching kernels, compiled or not) and 'default' on CPU. The
+device's dense matmul peak is measured in the same run (bf16 8192^3 on CUDA, float32 2048^3 on CPU): MFU = FLOPs
+per step / step time / peak.
 
 Results: benchmarks/results/pretrain_step_<device>.{json,md}. JSON schema (contract 8; pretrain/dry_run.py reads
 the CUDA file to estimate GPU-hours):
@@ -285,8 +288,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--warmup', type=int, help='untimed rounds after the counted one: 3 on CUDA, 0 on CPU')
     p.add_argument('--compile-variants', nargs='+', default=['baseline', 'cosub_esd'],
                    choices=list(VARIANTS) + ['none'], help="step kinds also run compiled ('none': eager only)")
-    p.add_argument('--compile-scope', choices=COMPILE_SCOPES, help="default 'blocks' (see above)")
-    p.add_argument('--compile-mode', choices=COMPILE_MODES, default='default')
+    p.add_argument('--compile-scope', choices=COMPILE_SCOPES, help="default 'model' on CUDA, 'blocks' on CPU")
+    p.add_argument('--compile-mode', choices=COMPILE_MODES,
+                   help="default 'reduce-overhead' (CUDA graphs) on CUDA, 'default' on CPU")
     p.add_argument('--threads', type=int)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/pretrain_step_<device>)')
@@ -302,7 +306,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     repeats = args.repeats or (10 if cuda else 2)
     warmup = args.warmup if args.warmup is not None else (3 if cuda else 0)
     compile_variants = [v for v in VARIANTS if v in args.compile_variants and 'none' not in args.compile_variants]
-    scope = args.compile_scope or 'blocks'
+    scope = args.compile_scope or ('model' if cuda else 'blocks')
+    compile_mode = args.compile_mode or ('reduce-overhead' if cuda else 'default')
     notes = [] if cuda else ['CPU, float32: timings show the trend only; the targets are for a GPU with bf16']
     started = time.perf_counter()
     peak = matmul_peak(device)
@@ -310,7 +315,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 date=datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
                 dtype='bfloat16 autocast' if cuda else 'float32', repeats=repeats, warmup=warmup,
                 python=platform.python_version(), notes=notes, peak_flops_per_s=peak['flops_per_s'], peak=peak,
-                compile_scope=scope, compile_mode=args.compile_mode, compile_variants=compile_variants,
+                compile_scope=scope, compile_mode=compile_mode, compile_variants=compile_variants,
                 command=' '.join(['python', 'benchmarks/pretrain_step.py'] + (sys.argv[1:] if argv is None else argv)))
     print(f"{meta['device']}: {peak['dtype']} matmul peak {peak['flops_per_s'] / 1e12:.2f} TFLOP/s", flush=True)
     rows = []
@@ -320,8 +325,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
             notes.append(f'{name} at {img}x{img} instead of 224x224'
                          + (', the CPU default, to keep the run short' if args.img_size is None else ''))
         print(f'{name}: batch {batch}, {img}x{img}, tau {TAU[name]}', flush=True)
-        rows.append(run_model(name, batch, img, repeats, warmup, device, compile_variants, scope,
-                              args.compile_mode, peak['flops_per_s']))
+        rows.append(run_model(name, batch, img, repeats, warmup, device, compile_variants, scope, compile_mode,
+                              peak['flops_per_s']))
         for v, r in rows[-1]['variants'].items():
             print(f"  {v:11s} " + '  '.join(f"{k}: {r['time_ms'][k]:.1f} ms, {r['img_per_s'][k]:.1f} img/s, "
                                             f"MFU {r['mfu'][k]:.1%}" for k in r['time_ms']), flush=True)
