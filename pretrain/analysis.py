@@ -21,12 +21,9 @@ from mmengine.config import Config, DictAction
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import backbones  # noqa: E402
-from pretrain import data as data_lib  # noqa: E402
-from pretrain.plots import plot_block_ablation, plot_submodels  # noqa: E402
+import backbones
+from pretrain import data as data_lib
+from pretrain.plots import plot_block_ablation, plot_submodels
 
 
 @contextlib.contextmanager

@@ -21,10 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ''):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pretrain.config import REPO_ROOT  # noqa: E402
+from pretrain.config import REPO_ROOT
 
 
 def banner(text: str) -> None:

@@ -1,7 +1,6 @@
 """Shared fixtures: tiny datasets generated in the real on-disk formats (nothing is downloaded)."""
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the checkout; the package itself is imported installed (pip install -e .)
 os.environ.setdefault('OMP_NUM_THREADS', '2')
 
 

@@ -205,3 +205,9 @@ def test_submitit_requeue_finishes_like_an_uninterrupted_run(reference, tmp_path
     text = job.paths.stdout.read_text()
     assert 'SIGTERM: stopped at epoch' in text and 'Requeued job' in text and 'resumed from' in text
     assert_same(weights(ref / 'checkpoint.pth'), weights(out / 'checkpoint.pth'))
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    out = tmp_path / 'dry'
+    assert train(['--cfg', 'vit_l', '--output-dir', str(out), '--dry-run']) == {}
+    assert 'steps' in capsys.readouterr().out and not out.exists()

@@ -16,19 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
+import segmentation  # installs the compatibility layer before mmseg.models is imported
+from segmentation import compat
+
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
+
+from backbones import CheckpointError, create_model, save_file
+from backbones.mmseg_backbone import CosubViT, TimmBackbone, default_out_indices
+from segmentation.demo_data import make_ade_like, main as demo_data_main
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import segmentation  # noqa: E402  (installs the compatibility layer before mmseg.models is imported)
-from segmentation import compat  # noqa: E402
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
-
-from backbones import CheckpointError, create_model, save_file  # noqa: E402
-from backbones.mmseg_backbone import CosubViT, TimmBackbone, default_out_indices  # noqa: E402
-from segmentation.demo_data import make_ade_like, main as demo_data_main  # noqa: E402
 
 DEMO = ROOT / 'configs/upernet_demo.py'
 # default recipe (XCiT's UperNet, thesis 6.3.5.2): no layer decay; drop-path XCiT-S12 / XCiT-M24 / BEiT-L
