@@ -10,7 +10,7 @@ size, 500x375 quality 90, generated once under --data-dir; --unique distinct fil
 the steps need), (2) fed by one pre-collated batch held in memory, same format (uint8 images + per-sample
 augmentation parameters), so the step itself (host-to-device copy, device augmentation, mixup, forward, backward,
 optimizer) is identical. Prints loader-fed img/s / in-memory img/s (goal on a GPU: >= 0.95) and writes
-benchmarks/results/train_throughput_<device>.{json,md}. No checkpoints are written (no output folder); nothing
+benchmarks/results/train_throughput_<device>[_compiled].{json,md}. No checkpoints are written (no output folder); nothing
 is downloaded.
 """
 from __future__ import annotations
@@ -183,7 +183,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         (['', 'CPU only (tiny model, shared 2-core machine): proves the benchmark runs; the ratio is meaningful on '
               'the GPU machine only, where the step does not compete with the workers for the cores.']
          if not device.startswith('cuda') else [])) + '\n'
-    out = Path(args.out or ROOT / 'benchmarks' / 'results' / f"train_throughput_{device.split(':')[0]}")
+    name = f"train_throughput_{device.split(':')[0]}{'_compiled' if args.compile else ''}"
+    out = Path(args.out or ROOT / 'benchmarks' / 'results' / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f'{out}.json').write_text(json.dumps(result, indent=1) + '\n')
     Path(f'{out}.md').write_text(text)
