@@ -211,3 +211,48 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
     out = tmp_path / 'dry'
     assert train(['--cfg', 'vit_l', '--output-dir', str(out), '--dry-run']) == {}
     assert 'steps' in capsys.readouterr().out and not out.exists()
+
+
+def test_unwritable_output_dir_and_full_disk_end_in_one_line(reference, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+    from pretrain.engine import run_dir
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, 'Read-only file system', str(tmp_path / 'ro'))
+    with monkeypatch.context() as m:
+        m.setattr(run_dir.tempfile, 'TemporaryFile', read_only)
+        with pytest.raises(SystemExit) as e:
+            train(argv(tmp_path / 'ro'))
+    assert 'read-only file system' in str(e.value.code) and str(tmp_path / 'ro') in str(e.value.code)
+    assert tempfile.TemporaryFile is not read_only
+
+    out = tmp_path / 'full'
+    saves = []
+    real_save = backbones.save_file
+
+    def disk_full_at_second_save(obj, path):
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, 'No space left on device', str(path))
+        return real_save(obj, path)
+    with monkeypatch.context() as m:
+        m.setattr(backbones, 'save_file', disk_full_at_second_save)
+        with pytest.raises(SystemExit) as e:
+            train(argv(out))
+    msg = str(e.value.code)
+    assert 'no space left on the device' in msg and '\n' not in msg and str(saves[1]) in msg
+    train(argv(out, '--resume'))  # what was written is consistent: the run finishes as if never stopped
+    assert_same(weights(reference[0] / 'checkpoint.pth'), weights(out / 'checkpoint.pth'))
+
+
+def test_truncated_last_log_record_is_dropped(reference, tmp_path):
+    ref, _ = reference
+    out = tmp_path / 'cut'
+    out.mkdir()
+    for name in ('checkpoint.pth', 'log.jsonl'):
+        (out / name).write_bytes((ref / name).read_bytes())
+    with open(out / 'log.jsonl', 'a') as f:
+        f.write('{"epoch": 2, "train_lo')  # a kill in the middle of a write
+    train(argv(out, '--resume', epochs=2))
+    assert [r['epoch'] for r in log_of(out)] == [0, 1]

@@ -80,9 +80,19 @@ def progress_line(epoch: int, epochs: int, step: int, steps: int, loss: float, l
 
 
 def read_log(path: Path) -> list:
+    """The records of log.jsonl; a last line cut short by a kill is left out (its epoch is redone on resume)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f'{path}, line {i + 1}: not a JSON record (the file was edited?)') from None
+            logger.warning('%s: the last record was cut short (a kill while writing it); left out', path)
+    return records
 
 
 def format_record(record: dict) -> str:
