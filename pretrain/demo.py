@@ -106,8 +106,9 @@ def main(argv=None) -> dict:
         summary['segmentation mIoU (multi-scale + flip)'] = last_miou(tta)
 
     banner(f'demo finished in {time.time() - started:.0f} s')
+    width = max(map(len, summary))
     for k, v in summary.items():
-        print(f'  {k:42s} {v:6.2f}')
+        print(f'  {k:{width}s} {v:6.2f}')
     print(f'\n  outputs under {out}: training curves pretrain/training_curves.png (baseline: '
           'pretrain_baseline/), submodels of both pretrain/analysis/submodels.png, logs */log.jsonl, '
           'TensorBoard */tensorboard')
