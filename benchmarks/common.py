@@ -85,6 +85,15 @@ class OpCounter(TorchDispatchMode):
         return sum(self.ops.values())
 
 
+def load_note() -> str:
+    """The machine's load average (1, 5, 15 min) against its cores: timings on a shared machine are noisy."""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        return 'load average unknown'
+    return f'load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) on {os.cpu_count()} cores'
+
+
 def counted(model: nn.Module, step: Callable[[], None]) -> dict:
     """FLOPs, bytes saved for backward and aten ops of one call of `step` (forward + backward of `model`)."""
     with flop_counter() as flops, SavedForBackward(model) as saved, OpCounter() as ops:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 import timm  # noqa: E402
 from backbones import create_model, effective_drop_rate, is_model, keep_count, set_stochastic_depth  # noqa: E402
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,  # noqa: E402
-                               timed, write_results)
+                               load_note, timed, write_results)
 
 MODES = ('mask', 'esd')
 CPU_IMG_SIZE = {'vit_l': 112, 'vit_h': 112}  # the default CPU run: about 90 TFLOP, ~10 min on 2 idle cores
@@ -296,6 +296,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 notes=notes)
 
     rows = []
+    load_at_start = load_note()
     started = time.perf_counter()
     for name, batch in runs:
         img_size = args.img_size or (224 if cuda else CPU_IMG_SIZE.get(name, 224))
@@ -310,6 +311,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if cuda:
             torch.cuda.empty_cache()
     meta['wall_s'] = round(time.perf_counter() - started, 1)
+    notes.append(f'machine load: at the start {load_at_start}; at the end {load_note()}')
 
     text = markdown(meta, rows)
     print('\n' + text)

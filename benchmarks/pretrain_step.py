@@ -62,7 +62,7 @@ from timm.optim import create_optimizer_v2  # noqa: E402
 
 from backbones import create_model, keep_count  # noqa: E402
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,  # noqa: E402
-                               matmul_peak, timed, write_results)
+                               load_note, matmul_peak, timed, write_results)
 from pretrain.cosub import cosub_loss  # noqa: E402
 
 TAU = {'vit_s': 0.05, 'vit_m': 0.1, 'vit_b': 0.2, 'vit_l': 0.45, 'vit_h': 0.6}
@@ -309,6 +309,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     scope = args.compile_scope or ('model' if cuda else 'blocks')
     compile_mode = args.compile_mode or ('reduce-overhead' if cuda else 'default')
     notes = [] if cuda else ['CPU, float32: timings show the trend only; the targets are for a GPU with bf16']
+    load_at_start = load_note()
     started = time.perf_counter()
     peak = matmul_peak(device)
     meta = dict(device=device_name(device), torch=torch.__version__, timm=timm.__version__,
@@ -337,6 +338,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             torch.cuda.empty_cache()
         torch._dynamo.reset()  # the next model's compiled entries start afresh (the on-disk caches stay)
     meta['wall_s'] = round(time.perf_counter() - started, 1)
+    notes.append(f'machine load: at the start {load_at_start}; at the end {load_note()}')
     text = markdown(meta, rows)
     print('\n' + text)
     out = Path(args.out or ROOT / 'benchmarks' / 'results' / f'pretrain_step_{device.type}')
