@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import backbones
 from pretrain import data as data_lib
+from pretrain.config import add_common_args
 from pretrain.plots import plot_block_ablation, plot_submodels
 
 
@@ -120,7 +121,6 @@ def main(argv=None) -> Dict[str, dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('checkpoints', nargs='+', help='checkpoints from pretrain/train.py (one curve each)')
     p.add_argument('--labels', nargs='+', help='names for the checkpoints (default: their folder names)')
-    p.add_argument('--data-path', help='dataset root (overrides the one in the checkpoint config)')
     p.add_argument('--output-dir', default='outputs/analysis')
     p.add_argument('--min-blocks', type=int, default=None, help='fewest blocks kept (default: half the depth)')
     p.add_argument('--draws', type=int, default=3, help='random block subsets per count')
@@ -129,8 +129,7 @@ def main(argv=None) -> Dict[str, dict]:
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--num-workers', type=int, default=4)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--allow-pickle', action='store_true')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    add_common_args(p, only=('--data-path', '--allow-pickle', '--cfg-options'))  # as pretrain/train.py's
     args = p.parse_args(argv)
     overrides = dict(args.cfg_options)
     if args.data_path:

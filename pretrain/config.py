@@ -82,34 +82,48 @@ FLAG_KEYS = {
 }
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p = parser
-    p.add_argument('--data-path', help='dataset root (config key data.path)')
-    p.add_argument('--output-dir', help='where log.jsonl, checkpoints and plots go')
-    p.add_argument('--resume', nargs='?', const='auto',
-                   help='resume from the latest checkpoint in --output-dir, or from the given checkpoint')
-    p.add_argument('--finetune', '--pretrained', dest='finetune',
-                   help='initialise the model from this checkpoint (ours, DeiT III or timm; a file, '
-                        'hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>)')
-    p.add_argument('--epochs', type=int)
-    p.add_argument('--batch-size', type=int, help='global batch size (kept the same on any number of GPUs)')
-    p.add_argument('--model', help='architecture name (ours: vit_t ... vit_h, or any timm model)')
-    p.add_argument('--input-size', type=int, help='training and evaluation resolution')
-    p.add_argument('--device', help="'cuda', 'cpu' or 'auto' (default)")
-    p.add_argument('--seed', type=int)
-    p.add_argument('--num-workers', type=int)
-    p.add_argument('--no-cosub', action='store_true', help='train the DeiT III baseline (no co-training)')
-    p.add_argument('--eval', action='store_true', help='only evaluate (--resume or --finetune gives the weights)')
-    p.add_argument('--overwrite', action='store_true',
-                   help='the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
-                        'and start afresh (without it, or --resume, such a run is refused)')
-    p.add_argument('--dry-run', action='store_true',
-                   help='print what the config will do (LR, batches, steps, estimated GPU-hours) and exit')
-    p.add_argument('--allow-pickle', action='store_true',
-                   help='allow checkpoints that need pickled code (only for files you trust)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='override config keys, e.g. optimizer.weight_decay=0.05 model.drop_path_rate=0.3')
-    return p
+def _flag(*names, **kwargs):
+    return names, kwargs
+
+
+# The flags every entry point shares (pretrain/train.py, transfer/finetune.py, pretrain/submit.py; some of them
+# pretrain/analysis.py): each sets a config key (FLAG_KEYS, load_config), so its default is the config's.
+COMMON_FLAGS = [
+    _flag('--data-path', help='dataset root (config key data.path)'),
+    _flag('--output-dir', help='where log.jsonl, checkpoints and plots go'),
+    _flag('--resume', nargs='?', const='auto',
+          help='resume from the latest checkpoint in --output-dir, or from the given checkpoint'),
+    _flag('--finetune', '--pretrained', dest='finetune',
+          help='initialise the model from this checkpoint (ours, DeiT III or timm; a file, '
+               'hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>)'),
+    _flag('--epochs', type=int),
+    _flag('--batch-size', type=int, help='global batch size (kept the same on any number of GPUs)'),
+    _flag('--model', help='architecture name (ours: vit_t ... vit_h, or any timm model)'),
+    _flag('--input-size', type=int, help='training and evaluation resolution'),
+    _flag('--device', help="'cuda', 'cpu' or 'auto' (default)"),
+    _flag('--seed', type=int),
+    _flag('--num-workers', type=int),
+    _flag('--no-cosub', action='store_true', help='train the DeiT III baseline (no co-training)'),
+    _flag('--eval', action='store_true', help='only evaluate (--resume or --finetune gives the weights)'),
+    _flag('--overwrite', action='store_true',
+          help='the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
+               'and start afresh (without it, or --resume, such a run is refused)'),
+    _flag('--dry-run', action='store_true',
+          help='print what the config will do (LR, batches, steps, estimated GPU-hours) and exit'),
+    _flag('--allow-pickle', action='store_true',
+          help='allow checkpoints that need pickled code (only for files you trust)'),
+    _flag('--cfg-options', nargs='+', action=DictAction, default={},
+          help='override config keys, e.g. optimizer.weight_decay=0.05 model.drop_path_rate=0.3'),
+]
+
+
+def add_common_args(parser: argparse.ArgumentParser,
+                    only: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """Add COMMON_FLAGS to `parser`; `only` adds just the named ones, e.g. ('--data-path', '--cfg-options')."""
+    for names, kwargs in COMMON_FLAGS:
+        if only is None or names[0] in only:
+            parser.add_argument(*names, **kwargs)
+    return parser
 
 
 def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config:

@@ -114,7 +114,8 @@ def build_scheduler(optimizer, cfg, steps_per_epoch: int):
     from timm.scheduler import create_scheduler_v2
     s = cfg.schedule
     sched, _ = create_scheduler_v2(optimizer, sched=s.sched, num_epochs=cfg.epochs,
-                                   warmup_epochs=s.warmup_epochs, warmup_lr=s.warmup_lr, min_lr=s.min_lr, step_on_epochs=False,
+                                   warmup_epochs=s.warmup_epochs, warmup_lr=s.warmup_lr, min_lr=s.min_lr,
+                                   step_on_epochs=False,
                                    updates_per_epoch=steps_per_epoch)
     sched.step_update(0)
     return sched

@@ -142,7 +142,7 @@ class Checkpointing:
         old_opt = old.get('optimizer') or {}
         for key in ('lr', 'base_lr', 'min_lr'):
             before = old_opt.get(key) if key != 'min_lr' else (old.get('schedule') or {}).get(key)
-            now = cfg.optimizer.get(key) if key != 'min_lr' else cfg.schedule.min_lr
+            now = cfg.optimizer[key] if key != 'min_lr' else cfg.schedule.min_lr
             if before != now and (before is not None or now is not None):
                 group = 'optimizer' if key != 'min_lr' else 'schedule'
                 self.changed.append(f'{group}.{key} {before} -> {now}')
