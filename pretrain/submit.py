@@ -36,10 +36,10 @@ class Training:
         from pretrain.engine.preemption import Preempted, also_stop_on
 
         env = submitit.JobEnvironment()
+        job = env.job_id.split('_')[0]  # array jobs: <job>_<task>
+        port = 20000 + int(job) % 20000 if job.isdigit() else 29500  # one port per job on shared nodes
         os.environ.update(RANK=str(env.global_rank), LOCAL_RANK=str(env.local_rank), WORLD_SIZE=str(env.num_tasks),
-                          MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(20000 + int(env.job_id.split('_')[0]) % 20000
-                                                                         if env.job_id.split('_')[0].isdigit()
-                                                                         else 29500))
+                          MASTER_ADDR=env.hostnames[0], MASTER_PORT=str(port))
         requeue = signal.getsignal(env._usr_sig())  # submitit's: checkpoint() + requeue, on rank 0
         also_stop_on(env._usr_sig())  # ... called below once the engine has saved its position
         resume = [] if '--resume' in self.argv else ['--resume']  # a first start or a requeue: the same command
@@ -68,7 +68,10 @@ def prepare_config(cfg, task: str) -> None:
 
 def build_executor(args, folder: Path):
     import submitit
-    executor = submitit.AutoExecutor(folder=str(folder), slurm_max_num_timeout=args.max_requeues)
+    try:  # SLURM only: submitit would otherwise run all of it on this machine
+        executor = submitit.AutoExecutor(folder=str(folder), cluster='slurm', slurm_max_num_timeout=args.max_requeues)
+    except RuntimeError as e:
+        sys.exit(f'error: {e} (pretrain.submit launches on SLURM; here use pretrain/train.py or torchrun)')
     extra = {}
     if args.constraint:
         extra['constraint'] = args.constraint
