@@ -56,7 +56,9 @@ class Evaluation:
                 for _ in range(int(most.item()) - len(loader)):
                     self.model(blank)
         c1, c5, loss, n, rc, rn, bad = all_reduce_sum(sums, self.d)
-        out = {'top1': 100 * c1 / max(n, 1), 'top5': 100 * c5 / max(n, 1), 'loss': loss / max(n, 1), 'n': int(n)}
+        out = {'top1': 100 * c1 / max(n, 1), 'loss': loss / max(n, 1), 'n': int(n)}
+        if self.num_classes > 5:  # top-5 of 5 classes or fewer is always 100%: not logged
+            out['top5'] = 100 * c5 / max(n, 1)
         if real is not None:
             out['real_top1'] = 100 * rc / max(rn, 1)
         out['bad_images'] = int(bad)
