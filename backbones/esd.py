@@ -91,6 +91,32 @@ class _ScaledIndexAdd(torch.autograd.Function):
         return grad, None, grad.index_select(0, index).mul_(grad.shape[0] / index.shape[0])
 
 
+class _GatherForResidual(torch.autograd.Function):
+    """`x -> (x, x.index_select(0, index))` for a residual `x + f(x[index])`, backward in one `index_add`.
+
+    With a plain gather, x's gradient is the sum of two: the identity path's, and a zero tensor with the
+    subset's gradient added in (index_select's backward), summed by autograd: three passes over a batch-sized
+    tensor and three kernels. Handing the identity path an alias of x from this function brings both gradients
+    to one backward, which adds the subset's into the identity's: one index_add. Eager mode only (see
+    `_ScaledIndexAdd`).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor):
+        ctx.save_for_backward(index)
+        ctx.batch_shape = x.shape
+        return x.view_as(x), x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad_x: Optional[Tensor], grad_subset: Optional[Tensor]):
+        (index,) = ctx.saved_tensors
+        if grad_subset is None:
+            return grad_x, None
+        if grad_x is None:
+            grad_x = grad_subset.new_zeros(ctx.batch_shape)
+        return grad_x.index_add(0, index, grad_subset), None
+
+
 def esd_keep(batch_size: int, rate: float, mode: str, training: bool) -> Optional[int]:
     """How many samples ESD computes a branch on this step, or None when it computes it on all of them
     (evaluation, rate 0, modes other than 'esd', or a batch too small to drop anyone). Shapes only: no sync."""
@@ -145,10 +171,16 @@ def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: 
                          f'at drop rate {rate:g}')
     # index_select, not advanced indexing: one gather kernel, and its backward is index_add (not index_put's
     # sort-based accumulation); its output is contiguous, as the branch's kernels want
-    out = branch(*(t.index_select(0, kept) for t in inputs)).to(shortcut.dtype)
-    if torch.compiler.is_compiling():  # inductor fuses the scale and the branch's last pointwise op into the add
+    if torch.compiler.is_compiling():  # inductor fuses the gathers, the scale and the branch's last pointwise op
+        out = branch(*(t.index_select(0, kept) for t in inputs)).to(shortcut.dtype)
         return torch.index_add(shortcut, 0, kept, out, alpha=batch / keep)
-    return _ScaledIndexAdd.apply(shortcut, kept, out)  # the same, scaled by batch / keep, saving only `kept`
+    if inputs[0] is shortcut and shortcut.requires_grad:  # the common case: one backward for both paths of x
+        shortcut, subset = _GatherForResidual.apply(shortcut, kept)
+        subsets = [subset] + [t.index_select(0, kept) for t in inputs[1:]]
+    else:
+        subsets = [t.index_select(0, kept) for t in inputs]
+    out = branch(*subsets).to(shortcut.dtype)
+    return _ScaledIndexAdd.apply(shortcut, kept, out)  # scaled by batch / keep, saving only `kept`
 
 
 class StochasticDepthBlock(nn.Module):

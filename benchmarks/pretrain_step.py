@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import platform
 import statistics
 import sys
@@ -153,6 +154,10 @@ def run_model(name: str, batch: int, img_size: int, repeats: int, warmup: int, d
                                          if cuda else {}}
 
     if compile_variants:
+        for step in eager.values():  # free the eager optimizers' states and gradients before the compiled copies
+            step.optimizer.zero_grad(set_to_none=True)
+        del eager, step
+        gc.collect()
         steps = {}
         for v in compile_variants:
             key, copies = RECIPE[v]

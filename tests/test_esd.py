@@ -105,6 +105,28 @@ def test_gradients_reach_only_kept_samples():
     assert torch.equal(shortcut.grad, upstream)
 
 
+def test_gradients_when_the_branch_reads_the_shortcut():
+    """The usual residual x + f(x): x's gradient (identity plus the kept rows' branch gradient, which ESD's eager
+    path adds in one backward) and the output match plain index_select / index_add, and gradcheck passes."""
+    torch.manual_seed(10)
+    batch, dim = 12, 5
+    linear = nn.Linear(dim, dim).double()
+    kept = torch.tensor([0, 3, 4, 7, 9, 10])
+    x = torch.randn(batch, dim, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(batch, dim, dtype=torch.float64)
+    out = drop_add_residual(x, linear, rate=0.5, mode='esd', training=True, kept=kept)
+    (out * upstream).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    weight_grad, linear.weight.grad = linear.weight.grad, None
+    reference = x_ref.index_add(0, kept, linear(x_ref.index_select(0, kept)), alpha=batch / len(kept))
+    (reference * upstream).sum().backward()
+    torch.testing.assert_close(out, reference)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(weight_grad, linear.weight.grad)
+    assert torch.autograd.gradcheck(
+        lambda t: drop_add_residual(t, linear, rate=0.5, mode='esd', training=True, kept=kept), (x,))
+
+
 # -- exactness -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('mode', ['esd', 'mask', 'none'])
 def test_eval_and_rate_zero_are_a_plain_residual(mode):
