@@ -219,4 +219,6 @@ def test_compute_table_matches_the_dry_run():
     for name, gpus, hours in rows:
         out = dry_run_lib.dry_run(load_config(CONFIGS / f'{name}.py'))
         assert f'GPUs              {gpus} ' in out, name
-        assert f'GPU-hours         {hours} (' in out, name
+        assert f'GPU-hours         {hours} (' in out, (  # a new measured step changes every row
+            f'{name}: REPRODUCE.md says {hours} GPU-hours, --dry-run now says: {out.splitlines()[-1]}; update the '
+            'compute table from `python pretrain/train.py --cfg NAME --dry-run`')
