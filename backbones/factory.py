@@ -52,8 +52,8 @@ def create_model(name: str, *, num_classes: int = 1000, img_size: Optional[int] 
     if drop_path_schedule not in SCHEDULES:
         raise ValueError(f'drop_path_schedule={drop_path_schedule!r}: expected one of {SCHEDULES}')
     check_model_arguments(name, kwargs)
-    if img_size is not None:
-        kwargs['img_size'] = img_size
+    if img_size is not None and takes_img_size(name):
+        kwargs['img_size'] = img_size  # CNNs (ResNet, RegNet, ConvNeXt) take any input size and no such argument
     if name in _ENTRYPOINTS:
         try:
             model = _ENTRYPOINTS[name](num_classes=num_classes, **kwargs)
@@ -117,6 +117,15 @@ def model_arguments(name: str) -> Optional[Set[str]]:
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return None
     return (set(params) - {'self'}) | set(CREATE_ARGUMENTS)
+
+
+def takes_img_size(name: str) -> bool:
+    """Whether the constructor of `name` has an `img_size` argument (ViTs, Swin, PiT, XCiT, CaiT do; CNNs don't).
+    Ours always do; an architecture that cannot be inspected gets it and its constructor decides."""
+    if name in _ENTRYPOINTS:
+        return True
+    cls = _architecture(name)
+    return cls is None or 'img_size' in inspect.signature(cls.__init__).parameters
 
 
 def check_model_arguments(name: str, kwargs: dict) -> None:

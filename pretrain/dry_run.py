@@ -34,11 +34,8 @@ def _forward_flops(name: str, model_args: dict, img_size: int) -> Tuple[int, int
 def _meta_model(name: str, args: dict, img_size: int):
     import backbones
     args = dict(args, drop_path_mode='none')  # the full model; the step kind accounts for stochastic depth
-    with torch.device('meta'):
-        try:
-            return backbones.create_model(name, num_classes=1000, img_size=img_size, **args)
-        except ValueError:  # an architecture without an img_size argument (ResNet, RegNet, ConvNeXt)
-            return backbones.create_model(name, num_classes=1000, **args)
+    with torch.device('meta'):  # as the engine builds it (CNNs get no img_size: backbones.factory.takes_img_size)
+        return backbones.create_model(name, num_classes=1000, img_size=img_size, **args)
 
 
 @functools.lru_cache(maxsize=None)
