@@ -256,7 +256,7 @@ def test_pretrained_init(vit_t_checkpoints, which):
 
 def test_pretrained_init_errors(vit_t_checkpoints, tmp_path):
     *_, other_arch = vit_t_checkpoints
-    with pytest.raises(CheckpointError, match='does not fit the backbone'):
+    with pytest.raises(CheckpointError, match='does not fit model vit_t'):
         CosubViT(arch='vit_t', init_cfg=dict(type='Pretrained', checkpoint=str(other_arch))).init_weights()
     with pytest.raises(CheckpointError, match=r'no such checkpoint file.*model\.backbone\.init_cfg\.checkpoint'):
         CosubViT(arch='vit_t', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'nope.pth'))).init_weights()
