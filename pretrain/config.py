@@ -229,7 +229,7 @@ def _type_error(value, default, key: str):
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if expected is None:  # a None-valued key outside OPTIONAL_KEY_TYPES: anything
         return None, value
-    if value is None and (default is None or expected in (str, list, tuple)):
+    if value is None and (default is None or key in OPTIONAL_KEY_TYPES or expected in (str, list, tuple)):
         return None, value
     if expected is bool:
         return (None, value) if isinstance(value, bool) else (_TYPE_NAMES[bool], None)
