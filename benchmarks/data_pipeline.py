@@ -1,6 +1,6 @@
 """Training data pipeline throughput, img/s per CPU core: ours vs the official DeiT III 3-Augment vs timm.
 
-    python benchmarks/data_pipeline.py [--device cuda] [--workers 15] [--images 200] [--out PATH]
+    python -m benchmarks.data_pipeline [--device cuda] [--workers 15] [--images 200] [--out PATH]
 
 Pipelines, all RandomResizedCrop 224 (bicubic) + flip + 3-Augment + colour jitter 0.3 + normalisation:
 - ours: the worker half of pretrain/data.py (decode with JPEG draft, crop, resize on uint8, flip -> uint8 tensor
@@ -36,10 +36,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from pretrain import augment as device_augment  # noqa: E402
-from pretrain import data as data_lib  # noqa: E402
+from pretrain import augment as device_augment
+from pretrain import data as data_lib
 
 SIZE = 224
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -283,7 +282,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     gpu = torch.cuda.get_device_name(device) if device.type == 'cuda' else None
     meta = dict(device=gpu or 'CPU only', cpu=cpu_model(), cores=cores, workers=workers,
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                command='python benchmarks/data_pipeline.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+                command='python -m benchmarks.data_pipeline ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                 images=len(paths), mean_file_kb=round(float(np.mean(sizes)) / 1024, 1), single_images=single,
                 loader_rounds=args.loader_rounds, batch=args.batch, wall_s=round(time.perf_counter() - wall, 1),
                 **versions())

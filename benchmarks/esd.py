@@ -1,6 +1,6 @@
 """Efficient stochastic depth (ESD) against masking: training-step time, FLOPs and activation memory.
 
-    python benchmarks/esd.py [--models vit_l@80 vit_b@80 vit_b@320] [--rates 0.1 0.2 0.45 0.6] [--batch N]
+    python -m benchmarks.esd [--models vit_l@80 vit_b@80 vit_b@320] [--rates 0.1 0.2 0.45 0.6] [--batch N]
                              [--repeats N] [--img-size N] [--compile-rates 0.45 | none] [--compile-runs RUN ...]
                              [--compile-scope model|blocks]
                              [--compile-mode default|...] [--threads N] [--out benchmarks/results/esd_<device>]
@@ -40,11 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # runnable from a checkout without installing
 
-import timm  # noqa: E402
-from backbones import create_model, effective_drop_rate, is_model, keep_count, set_stochastic_depth  # noqa: E402
-from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,  # noqa: E402
+import timm
+from backbones import create_model, effective_drop_rate, is_model, keep_count, set_stochastic_depth
+from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,
                                load_note, timed, write_results)
 
 MODES = ('mask', 'esd')
@@ -292,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 repeats=repeats, warmup=warmup, threads=torch.get_num_threads(), python=platform.python_version(),
                 compile_rates=compile_rates, compile_runs=[f'{n}@{b}' for n, b in compile_runs],
                 compile_scope=scope, compile_mode=compile_mode,
-                command=' '.join(['python', 'benchmarks/esd.py'] + (sys.argv[1:] if argv is None else argv)),
+                command=' '.join(['python', '-m', 'benchmarks.esd'] + (sys.argv[1:] if argv is None else argv)),
                 notes=notes)
 
     rows = []

@@ -1,6 +1,6 @@
 """Pretraining step cost: cosub + ESD against the DeiT III baseline and timm's model, eager and compiled; MFU.
 
-    python benchmarks/pretrain_step.py [--models vit_b@256 vit_l@64] [--img-size N] [--repeats N] [--warmup N]
+    python -m benchmarks.pretrain_step [--models vit_b@256 vit_l@64] [--img-size N] [--repeats N] [--warmup N]
                                        [--compile-variants baseline cosub_esd | none] [--compile-scope blocks|model]
                                        [--compile-mode default|reduce-overhead|max-autotune|...] [--threads N]
                                        [--out benchmarks/results/pretrain_step_<device>]
@@ -56,15 +56,14 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import timm  # noqa: E402
-from timm.optim import create_optimizer_v2  # noqa: E402
+import timm
+from timm.optim import create_optimizer_v2
 
-from backbones import create_model, keep_count  # noqa: E402
-from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,  # noqa: E402
+from backbones import create_model, keep_count
+from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,
                                load_note, matmul_peak, timed, write_results)
-from pretrain.cosub import cosub_loss  # noqa: E402
+from pretrain.cosub import cosub_loss
 
 TAU = {'vit_s': 0.05, 'vit_m': 0.1, 'vit_b': 0.2, 'vit_l': 0.45, 'vit_h': 0.6}
 TIMM_NAMES = {'vit_s': 'deit3_small_patch16_224', 'vit_m': 'deit3_medium_patch16_224',
@@ -322,7 +321,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 dtype='bfloat16 autocast' if cuda else 'float32', repeats=repeats, warmup=warmup,
                 python=platform.python_version(), notes=notes, peak_flops_per_s=peak['flops_per_s'], peak=peak,
                 compile_scope=scope, compile_mode=compile_mode, compile_variants=compile_variants,
-                command=' '.join(['python', 'benchmarks/pretrain_step.py'] + (sys.argv[1:] if argv is None else argv)))
+                command=' '.join(['python', '-m', 'benchmarks.pretrain_step'] + (sys.argv[1:] if argv is None else argv)))
     print(f"{meta['device']}: {peak['dtype']} matmul peak {peak['flops_per_s'] / 1e12:.2f} TFLOP/s", flush=True)
     rows = []
     for name, batch in runs:

@@ -1,7 +1,7 @@
 """Training-iteration time and memory: our ViT-B UperNet vs. MMSeg's own ViT-B UperNet, interleaved in one run.
 
-    python benchmarks/seg_step.py                          # CPU: crop 256, batch 2 (see --help)
-    python benchmarks/seg_step.py --device cuda --crop 512 --batch 2 --steps 20
+    python -m benchmarks.seg_step                          # CPU: crop 256, batch 2 (see --help)
+    python -m benchmarks.seg_step --device cuda --crop 512 --batch 2 --steps 20
 
 Models (all built from config files, random weights, fp32, one full `train_step`: data preprocessor, forward with
 both heads and losses, backward, AdamW step with the config's optimizer wrapper):
@@ -30,11 +30,10 @@ from typing import Dict, List
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import segmentation  # noqa: E402,F401  (compatibility layer before mmseg.models)
-from benchmarks.common import SavedForBackward, device_name, timed  # noqa: E402
-from segmentation.complexity import versions  # noqa: E402
+import segmentation  # noqa: F401  (compatibility layer before mmseg.models)
+from benchmarks.common import SavedForBackward, device_name, timed
+from segmentation.complexity import versions
 
 MMSEG_CONFIG = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
 OUR_CONFIG = str(ROOT / 'configs/upernet_vit_b_cosub.py')
@@ -141,7 +140,7 @@ def run(args) -> dict:
                           steps=args.steps, warmup=args.warmup, amp_bf16=args.amp,
                           load_average_before_after=[load_before,
                                                      os.getloadavg() if hasattr(os, 'getloadavg') else None],
-                          command='python benchmarks/seg_step.py ' + ' '.join(sys.argv[1:]),
+                          command='python -m benchmarks.seg_step ' + ' '.join(sys.argv[1:]),
                           configs=dict(mmseg=MMSEG_CONFIG, ours='configs/upernet_vit_b_cosub.py',
                                        ours_in_mmseg=f'{MMSEG_CONFIG} with backbone=backbones.CosubViT')),
                 results=results)

@@ -1,8 +1,8 @@
 """Loader-fed training throughput over the same step on in-memory data: does the data pipeline keep the GPU busy?
 
-    python benchmarks/train_throughput.py                        # GPU: ViT-B cosub, batch 256, 15 workers
-    python benchmarks/train_throughput.py --compile              # the same with train.compile=True
-    python benchmarks/train_throughput.py --device cpu           # tiny settings (vit_t, 64 px, batch 8), minutes
+    python -m benchmarks.train_throughput                        # GPU: ViT-B cosub, batch 256, 15 workers
+    python -m benchmarks.train_throughput --compile              # the same with train.compile=True
+    python -m benchmarks.train_throughput --device cpu           # tiny settings (vit_t, 64 px, batch 8), minutes
 
 Runs the real training engine (pretrain.engine.Trainer from a config, as pretrain/train.py does) for --warmup +
 --steps optimizer steps twice: (1) fed by the real loader from a generated ImageNet folder (JPEGs of ImageNet
@@ -31,11 +31,9 @@ from torch.utils.data import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.data_pipeline import cpu_model, make_jpegs, versions  # noqa: E402
-from pretrain import data as data_lib  # noqa: E402
-from pretrain.config import find_config, load_config  # noqa: E402
+from benchmarks.data_pipeline import cpu_model, make_jpegs, versions
+from pretrain.config import find_config, load_config
 
 GPU_DEFAULTS = dict(model='vit_b', input_size=224, batch=256, workers=15, steps=30, warmup=10)
 CPU_DEFAULTS = dict(model='vit_t', input_size=64, batch=8, workers=2, steps=4, warmup=2)
@@ -166,7 +164,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 config=args.cfg, compile=args.compile, amp=cfg.train.amp if device.startswith('cuda') else None,
                 cosub=bool(cfg.cosub.enabled), images=images, unique_images=min(args.unique, images),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                command='python benchmarks/train_throughput.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+                command='python -m benchmarks.train_throughput ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                 wall_s=round(time.perf_counter() - wall, 1), **opts, **versions())
     result = dict(meta=meta, loader_fed=fed, in_memory=memory, ratio=ratio)
     text = '\n'.join([

@@ -177,7 +177,7 @@ def _cost_line(cfg, name: Optional[str], k: int, total_steps: Optional[int], glo
     if where.is_relative_to(REPO_ROOT):
         where = where.relative_to(REPO_ROOT)
     if rows is None:
-        return f'GPU-hours         no measured step time ({where} not found; run benchmarks/pretrain_step.py on a GPU)'
+        return f'GPU-hours         no measured step time ({where} not found; run python -m benchmarks.pretrain_step on a GPU)'
     if not name or total_steps is None:
         return 'GPU-hours         unknown (needs the model name and data.num_train_images)'
     kind = _step_kind(cfg)
