@@ -245,6 +245,12 @@ def test_unwritable_output_dir_and_full_disk_end_in_one_line(reference, tmp_path
     train(argv(out, '--resume'))  # what was written is consistent: the run finishes as if never stopped
     assert_same(weights(reference[0] / 'checkpoint.pth'), weights(out / 'checkpoint.pth'))
 
+    (tmp_path / 'afile').write_text('')  # an --output-dir under a file, or a file of that name (root ignores chmod)
+    for out, why in ((tmp_path / 'afile' / 'out', 'a part of the path is a file'), (tmp_path / 'afile', 'a file of')):
+        with pytest.raises(SystemExit) as e:
+            train(argv(out))
+        assert why in str(e.value.code) and str(out) in str(e.value.code) and '\n' not in str(e.value.code)
+
 
 def test_truncated_last_log_record_is_dropped(reference, tmp_path):
     ref, _ = reference

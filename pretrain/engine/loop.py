@@ -132,11 +132,11 @@ class TrainingLoop:
     def _stop_non_finite(self, step_loss: float, grad_norm, step: int) -> None:
         """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
         losses were finite: every step is checked before it is taken) stays as it is."""
-        where = (f'{self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, step {self.last_saved[1]})'
-                 if self.output_dir is not None and self.last_saved else
-                 'none was written yet' if self.output_dir is not None else 'none (no output dir)')
+        kept = (f'the last good checkpoint is {self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, '
+                f'step {self.last_saved[1]})' if self.output_dir is not None and self.last_saved else
+                'no checkpoint was written before it' if self.output_dir is not None else 'no output dir, nothing kept')
         raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({float(grad_norm)}) at epoch '
-                            f'{self.epoch}, step {step}; stopped without saving; the last good checkpoint is {where}; '
+                            f'{self.epoch}, step {step}; stopped without saving; {kept}; '
                             'lower optimizer.lr or raise optimizer.clip_grad and run again with --resume')
 
     def _stop_on_signal(self, signum: int) -> None:

@@ -24,7 +24,9 @@ logger = logging.getLogger('cosub')
 RUN_FILES = ('checkpoint.pth', 'log.jsonl')
 # errno values that mean "this folder cannot take our files", answered with one line instead of a traceback
 UNWRITABLE = {errno.EACCES: 'permission denied', errno.EROFS: 'read-only file system',
-              errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded'}
+              errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
+              errno.ENOTDIR: 'a part of the path is a file, not a folder',
+              errno.EEXIST: 'a file of that name is in the way, not a folder'}
 
 
 class OutputDirError(TrainingError):
@@ -38,7 +40,8 @@ def earlier_run(out: Path) -> list:
 
 def unwritable_message(e: OSError, what: str = '') -> str:
     where = e.filename or what
-    return f'cannot write {where}: {UNWRITABLE.get(e.errno, e.strerror)}; free space or choose another --output-dir'
+    advice = 'free space or choose' if e.errno in (errno.ENOSPC, errno.EDQUOT) else 'choose'
+    return f'cannot write {where}: {UNWRITABLE.get(e.errno, e.strerror)}; {advice} another --output-dir'
 
 
 def prepare_output_dir(out: Path, *, resume, overwrite: bool, eval_only: bool, is_main: bool) -> None:
