@@ -30,8 +30,7 @@ def build_model(cfg, num_classes: int, eval_only: bool) -> nn.Module:
         load_finetune(cfg, model, name, num_classes, eval_only)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info('model %s: %.2fM parameters, %d classes, drop_path %s (%s, %s)', name, n_params / 1e6,
-                num_classes, args.get('drop_path_rate', 0.0), args.get('drop_path_mode', 'esd'),
-                args.get('drop_path_schedule', 'uniform'))
+                num_classes, args['drop_path_rate'], args['drop_path_mode'], args['drop_path_schedule'])
     return model
 
 
