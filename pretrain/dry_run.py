@@ -131,11 +131,12 @@ def dry_run(cfg) -> str:
     mode = cfg.model.get('drop_path_mode')
     device_batch = micro * k
     if name:  # built on the meta device: no memory, no weights
-        params = _parameters(name, dict(cfg.model), int(cfg.input_size))
-        model_line = f'model             {name} at {cfg.input_size}x{cfg.input_size}: {params / 1e6:.1f}M parameters'
-        if measured_step() is not None:  # forward FLOPs, needed only to scale a measured step
-            flops = _forward_flops(name, dict(cfg.model), int(cfg.input_size))[1]
-            model_line += f', {flops / 2e9:.1f} GMACs per image'
+        size = f'model             {name} at {cfg.input_size}x{cfg.input_size}'
+        if measured_step() is not None:  # forward FLOPs, needed only to scale a measured step (and one meta build)
+            params, flops = _forward_flops(name, dict(cfg.model), int(cfg.input_size))
+            model_line = f'{size}: {params / 1e6:.1f}M parameters, {flops / 2e9:.1f} GMACs per image'
+        else:
+            model_line = f'{size}: {_parameters(name, dict(cfg.model), int(cfg.input_size)) / 1e6:.1f}M parameters'
     else:
         model_line = 'model             from the --finetune checkpoint (give --model to see its size and cost)'
     lines = [
