@@ -280,9 +280,14 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     a replaced classifier included, raises CheckpointError; in any mode a checkpoint none of whose tensors fit
     the model (another architecture) is refused rather than leaving the model at its initialisation.
     """
-    ckpt = load_file(path, allow_pickle=allow_pickle)
-    sd = extract_state_dict(ckpt, str(path))
-    report = LoadReport(str(path), meta={k: ckpt[k] for k in ('model_name', 'num_classes', 'img_size', 'config')
+    return load_into(model, load_file(path, allow_pickle=allow_pickle), str(path), strict=strict)
+
+
+def load_into(model: nn.Module, ckpt: Any, source: str, *, strict: bool = False) -> LoadReport:
+    """`load_checkpoint` for a checkpoint already read with `load_file` (`source` names it in messages): --resume
+    reads the file once for both the weights and the training state."""
+    sd = extract_state_dict(ckpt, source)
+    report = LoadReport(source, meta={k: ckpt[k] for k in ('model_name', 'num_classes', 'img_size', 'config')
                                          if k in ckpt})
     sd = convert_state_dict(sd, model, report.notes)
     own = model.state_dict()
@@ -301,9 +306,9 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
     # Both refusals come before anything is copied: the model is left as it was.
     name = getattr(model, 'model_name', type(model).__name__)
     if strict and not (report.ok and not report.replaced):
-        raise CheckpointError(f'{path}: does not fit model {name} strictly: {fit_summary(report)}')
+        raise CheckpointError(f'{source}: does not fit model {name} strictly: {fit_summary(report)}')
     if len(report.unexpected) == len(sd):  # e.g. another architecture: nothing would be loaded at all
-        raise CheckpointError(f'{path}: does not fit model {name} at all, none of its tensors would load '
+        raise CheckpointError(f'{source}: does not fit model {name} at all, none of its tensors would load '
                               f'(another architecture?): {fit_summary(report)}')
     model.load_state_dict(sd, strict=False)
     logger.info('%s', report)

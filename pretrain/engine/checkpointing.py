@@ -80,7 +80,7 @@ class Checkpointing:
                                 f'{cfg.input_size}; pass --input-size {ckpt["img_size"]}')
         if ckpt.get('format') != backbones.checkpoint.FORMAT or 'optimizer' not in ckpt:
             # weights only (e.g. an official DeiT III file): evaluate or fine-tune from them, every tensor filled
-            backbones.load_checkpoint(self.model, path, strict=True, allow_pickle=cfg.allow_pickle)
+            backbones.checkpoint.load_into(self.model, ckpt, str(path), strict=True)
             logger.info('--resume %s holds weights only; training state starts fresh', path)
             return
         if self.fsdp:
@@ -88,7 +88,7 @@ class Checkpointing:
                                                                  set_optimizer_state_dict)
             set_model_state_dict(self.model, ckpt['model'], options=StateDictOptions(full_state_dict=True))
         else:
-            backbones.load_checkpoint(self.model, path, strict=True, allow_pickle=cfg.allow_pickle)
+            backbones.checkpoint.load_into(self.model, ckpt, str(path), strict=True)
         if self.eval_only:
             logger.info('evaluating %s (epoch %d)', path, ckpt['epoch'])
             return
