@@ -308,6 +308,10 @@ def validate_overrides(cfg: Config, overrides: dict, checked: Iterable[str] = ()
     device = merged('device')
     if not (isinstance(device, str) and DEVICE.fullmatch(device)):
         raise ConfigError(f"{label('device', device)}: expected auto, cpu, cuda or cuda:N (a GPU index)")
+    from pretrain.engine.distributed import COMPILE_MODES
+    mode = merged('train.compile_mode')
+    if 'train.compile_mode' in flat and mode not in COMPILE_MODES:
+        raise ConfigError(f"{label('train.compile_mode', mode)}: expected one of {', '.join(COMPILE_MODES)}")
     size = merged('input_size')
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ConfigError(f'{label("input_size", size)}: expected a positive whole number of pixels')

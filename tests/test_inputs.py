@@ -106,6 +106,12 @@ def test_device_and_input_size(capsys):
         backbones.create_model('vit_t', patch_size=8, img_size=20)
 
 
+def test_compile_mode(capsys):
+    line = cli_error(capsys, '--cfg-options', 'train.compile_mode=fast')
+    assert "train.compile_mode='fast': expected one of default, reduce-overhead, max-autotune" in line
+    assert parse(['--cfg', 'vit_s', '--cfg-options', 'train.compile_mode=default']).train.compile_mode == 'default'
+
+
 def test_command_line_error_has_no_traceback(tmp_path):
     out = subprocess.run([sys.executable, '-m', 'pretrain.train', '--cfg', 'vit_s', '--output-dir', str(tmp_path),
                           '--cfg-options', 'optimizer.weight_decy=0.1'], cwd=ROOT, capture_output=True, text=True)

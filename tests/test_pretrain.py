@@ -122,6 +122,55 @@ def test_two_processes_equal_one_on_the_same_global_batch(imagenet_dir, tmp_path
     assert len(backbones.load_file(tmp_path / 'two' / 'checkpoint.pth')['rng']) == 2
 
 
+def test_compiled_training_equals_eager(imagenet_dir, tmp_path, monkeypatch):
+    """train.compile=True with the config's mode (CUDA graphs on a GPU; on CPU torch.compile skips them) trains
+    the whole model, ESD included, as one graph. With inductor drawing its random numbers as eager does
+    (fallback_random), the weights after an epoch of cosub + ESD steps equal the eager run's."""
+    import torch._inductor.config
+    from torch._dynamo.utils import counters
+    main(args(imagenet_dir, tmp_path / 'eager', epochs=1))
+    monkeypatch.setattr(torch._inductor.config, 'fallback_random', True)
+    counters.clear()
+    main(args(imagenet_dir, tmp_path / 'compiled', epochs=1, options=['train.compile=True']))
+    assert counters['stats']['unique_graphs'] == 1  # one graph: no break in the model
+    assert_same_weights(weights(tmp_path / 'eager' / 'checkpoint.pth'),
+                        weights(tmp_path / 'compiled' / 'checkpoint.pth'), exact=False)
+    torch._dynamo.reset()
+
+
+SIGNAL_ONE_RANK = """
+import os, signal, sys
+from pretrain.engine import Trainer
+from pretrain.train import main
+real_loss = Trainer._loss
+def loss(self, logits, targets):  # SLURM may signal one task only: here rank 1, during step 1
+    if self.d.rank == 1 and (self.epoch, self.step_in_epoch) == (0, 1) and not self.stop.signum:
+        os.kill(os.getpid(), signal.SIGUSR1)
+    return real_loss(self, logits, targets)
+Trainer._loss = loss
+sys.argv[0] = 'pretrain/train.py'
+main()
+"""
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(imagenet_dir, tmp_path):
+    """The flags are all-reduced with each step's values and read one step later (engine/pending.py): rank 1's
+    signal during step 1 is read by both ranks after step 2, which both finish before saving at step 3."""
+    script = tmp_path / 'signal_rank1.py'
+    script.write_text(SIGNAL_ONE_RANK)
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
+    out = tmp_path / 'two'
+    run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                          str(script), *args(imagenet_dir, out, epochs=1)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode != 0, run.stdout[-2000:]  # both ranks exit 143
+    ckpt = backbones.load_file(out / 'checkpoint.pth')
+    assert (ckpt['epoch'], ckpt['step_in_epoch']) == (0, 3), run.stderr[-2000:]
+    assert len(ckpt['rng']) == 2  # both ranks took part in the save
+    assert 'SIGUSR1: stopped at epoch 0, step 3' in (out / 'train.log').read_text()
+    assert run.stderr.count('exitcode  : 143') + run.stderr.count('exitcode: 143') >= 1, run.stderr[-3000:]
+
+
 def test_eval_only_with_v2_and_real(imagenet_dir, tmp_path):
     main(args(imagenet_dir, tmp_path / 'run', epochs=1))
     v2 = tmp_path / 'v2'

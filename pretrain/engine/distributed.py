@@ -69,15 +69,25 @@ def all_reduce_sum(values: list, d: Dist) -> list:
     return t.tolist()
 
 
-def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool) -> nn.Module:
-    """The module the loop calls: FSDP-sharded per residual block (in place), compiled, or DDP-wrapped."""
+# torch.compile's modes; 'reduce-overhead' and 'max-autotune' add CUDA graphs (on CUDA devices only)
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+
+
+def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mode: str = 'default') -> nn.Module:
+    """The module the loop calls: FSDP-sharded per residual block (in place), compiled, or DDP-wrapped.
+
+    Compiled, the whole model is one graph (ESD included: backbones/esd.py traces without breaks), so with CUDA
+    graphs a step is a few graph launches instead of thousands of kernel launches; the loop marks each forward
+    as a new CUDA-graph iteration. Evaluation runs the uncompiled model (other shapes, no recompilation)."""
     if fsdp:  # in place: the model becomes the sharded module
         from torch.distributed.fsdp import fully_shard
         for block in stochastic_depth_blocks(model):
             fully_shard(block)
         fully_shard(model)
     if compile:
-        model = torch.compile(model)
+        if compile_mode not in COMPILE_MODES:
+            raise TrainingError(f'train.compile_mode={compile_mode!r}: expected one of {", ".join(COMPILE_MODES)}')
+        model = torch.compile(model, mode=compile_mode)
     if d.enabled and not fsdp:
         ids = [d.local_rank] if d.device.type == 'cuda' else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)

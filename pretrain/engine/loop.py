@@ -18,6 +18,7 @@ from ..cosub import cosub_loss
 from ..plots import plot_training_curves
 from .distributed import all_reduce_sum, gradient_sync
 from .errors import TrainingError
+from .pending import PendingStep
 from .logs import flush_logs, format_record, progress_line, read_log, show_bar
 from .preemption import Preempted, signal_name
 from .run_dir import append_line, write_atomic
@@ -57,70 +58,100 @@ class TrainingLoop:
         return cosub_loss(logits, targets, num_submodels=self.num_submodels, lam=c.lam, loss=self.cfg.loss.type,
                           soft=c.soft)
 
+    def _queue_step(self, batches):
+        """Queue one optimizer step (its micro-batches, backward, clipping, update) without waiting for the device;
+        returns its loss and gradient norm as device tensors."""
+        opt, d, model = self.optimizer, self.d, self.train_model
+        clip = self.cfg.optimizer.clip_grad
+        opt.zero_grad(set_to_none=True)
+        step_loss = None
+        for micro in range(self.accum_steps):
+            images, labels, _, bad_paths = self._to_device(next(batches))
+            for path in filter(None, bad_paths):
+                self.epoch_sums['bad'] += 1
+                self.first_bad = self.first_bad or path
+            images, targets = self._targets(images, labels)
+            if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
+                images = images.repeat(self.num_submodels, 1, 1, 1)
+            sync = not d.enabled or micro == self.accum_steps - 1
+            with gradient_sync(self.model, model, d, self.fsdp, sync):
+                if self.compiled:  # a new iteration for CUDA-graph trees: the last one's outputs are consumed
+                    torch.compiler.cudagraph_mark_step_begin()
+                with self._autocast():
+                    logits = model(images)
+                loss = self._loss(logits, targets)
+                self.scaler.scale(loss / self.accum_steps).backward()
+            loss = loss.detach() / self.accum_steps
+            step_loss = loss if step_loss is None else step_loss + loss
+        self.scaler.unscale_(opt)
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else float('inf'))
+        if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
+            grad_norm = grad_norm.full_tensor()
+        return step_loss, grad_norm
+
+    def _finish_step(self, pending: Optional[PendingStep], bar, t0: float, run_steps: int) -> int:
+        """Check, count and log a queued step once its values are on the host; returns the agreed stop signal."""
+        if pending is None:
+            return 0
+        cfg, d, sums = self.cfg, self.d, self.epoch_sums
+        step_loss, grad_norm, signum = pending.values()
+        if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+            self._stop_non_finite(step_loss, grad_norm, pending.epoch, pending.step)
+        sums['loss'] += step_loss
+        sums['steps'] += 1
+        sums['seen'] += self.global_batch
+        self._check_bad(sums['bad'], sums['seen'])
+        done, lr = pending.step + 1, pending.lr
+        bar.set_postfix(loss=f'{step_loss:.4f}', lr=f'{lr:.2e}')
+        global_step = pending.epoch * self.steps_per_epoch + done
+        if self.tb is not None and global_step % 10 == 0:
+            self.tb.add_scalar('train/loss', step_loss, global_step)
+            self.tb.add_scalar('train/lr', lr, global_step)
+        log_every = int(cfg.train.log_interval or 0)
+        if log_every and done % log_every == 0:
+            per_s = run_steps * self.global_batch / max(time.time() - t0, 1e-9)
+            left = (cfg.epochs - self.epoch) * self.steps_per_epoch - done
+            logger.info(progress_line(self.epoch, cfg.epochs, done, self.steps_per_epoch, step_loss, lr, per_s,
+                                      left * self.global_batch / max(per_s, 1e-9), d.device))
+        return int(signum)
+
     def train_one_epoch(self) -> dict:
+        """Queue step N + 1, then check and log step N (pending.py): the host never waits for the step it has just
+        queued. Before a checkpoint or a stop the pending step is finished first."""
         from tqdm import tqdm
-        cfg, model, opt, d = self.cfg, self.train_model, self.optimizer, self.d
-        model.train()
+        cfg, opt, d = self.cfg, self.optimizer, self.d
+        self.train_model.train()
         self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * self.global_batch)
         batches = iter(self.train_loader)
-        clip = cfg.optimizer.clip_grad
-        ckpt_steps, log_every = int(cfg.train.checkpoint_steps or 0), int(cfg.train.log_interval or 0)
+        ckpt_steps = int(cfg.train.checkpoint_steps or 0)
         if self.step_in_epoch == 0:
             self.epoch_sums = new_epoch_sums()
-        sums, t0, run_steps = self.epoch_sums, time.time(), 0
+        sums, t0, run_steps, pending = self.epoch_sums, time.time(), 0, None
         bar = tqdm(range(self.step_in_epoch, self.steps_per_epoch), desc=f'epoch {self.epoch}',
                    disable=not (d.is_main and show_bar()), dynamic_ncols=True, leave=False)
         for step in bar:
             t_step = time.time()
-            opt.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(self.accum_steps):
-                images, labels, _, bad_paths = self._to_device(next(batches))
-                for path in filter(None, bad_paths):
-                    sums['bad'] += 1
-                    self.first_bad = self.first_bad or path
-                images, targets = self._targets(images, labels)
-                if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
-                    images = images.repeat(self.num_submodels, 1, 1, 1)
-                sync = not d.enabled or micro == self.accum_steps - 1
-                with gradient_sync(self.model, model, d, self.fsdp, sync):
-                    with self._autocast():
-                        logits = model(images)
-                    loss = self._loss(logits, targets)
-                    self.scaler.scale(loss / self.accum_steps).backward()
-                step_loss += loss.item() / self.accum_steps
-            self.scaler.unscale_(opt)
-            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else float('inf'))
-            if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
-                grad_norm = grad_norm.full_tensor()
-            if not (math.isfinite(step_loss) and torch.isfinite(grad_norm)):
-                self._stop_non_finite(step_loss, grad_norm, step)
+            step_loss, grad_norm = self._queue_step(batches)
+            # a signal any rank has seen by now: all-reduced on the device, read with the step's values
+            signal_flag = self.stop.flag(d) if d.enabled else torch.zeros((), device=grad_norm.device)
             self.scaler.step(opt)
             self.scaler.update()
+            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], [step_loss, grad_norm, signal_flag])
             self.global_step += 1
             self.step_in_epoch = step + 1
             self.scheduler.step_update(self.global_step)
-            sums['loss'] += step_loss
-            sums['steps'] += 1
-            sums['seen'] += self.global_batch
-            sums['seconds'] += time.time() - t_step
             run_steps += 1
-            self._check_bad(sums['bad'], sums['seen'])
-            lr = opt.param_groups[-1]['lr']
-            bar.set_postfix(loss=f'{step_loss:.4f}', lr=f'{lr:.2e}')
-            if self.tb is not None and self.global_step % 10 == 0:
-                self.tb.add_scalar('train/loss', step_loss, self.global_step)
-                self.tb.add_scalar('train/lr', lr, self.global_step)
-            if log_every and self.step_in_epoch % log_every == 0:
-                per_s = run_steps * self.global_batch / max(time.time() - t0, 1e-9)
-                left = (cfg.epochs - self.epoch) * self.steps_per_epoch - self.step_in_epoch
-                logger.info(progress_line(self.epoch, cfg.epochs, self.step_in_epoch, self.steps_per_epoch,
-                                          step_loss, lr, per_s, left * self.global_batch / max(per_s, 1e-9),
-                                          d.device))
-            signum = self.stop.agreed(d)
+            signum = self._finish_step(pending, bar, t0, run_steps - 1)
+            pending = current
+            signum = signum if d.enabled else self.stop.signum  # one process: its own flag, at once
+            last = self.step_in_epoch == self.steps_per_epoch
+            if signum or (ckpt_steps and self.step_in_epoch % ckpt_steps == 0) or last:
+                signum = max(signum, self._finish_step(pending, bar, t0, run_steps))
+                pending = None
+            sums['seconds'] += time.time() - t_step
             if signum:  # a step boundary every rank reaches: save the position and stop
                 self._stop_on_signal(signum)
-            if ckpt_steps and self.step_in_epoch % ckpt_steps == 0 and self.step_in_epoch < self.steps_per_epoch:
+            if ckpt_steps and self.step_in_epoch % ckpt_steps == 0 and not last:
                 self.save_checkpoint()
         bar.close()
         loss_sum, bad_total, seen_total = all_reduce_sum([sums['loss'] / max(sums['steps'], 1), sums['bad'],
@@ -129,14 +160,14 @@ class TrainingLoop:
                     epoch_time=round(sums['seconds'], 1),
                     images_per_sec=round(sums['seen'] / max(sums['seconds'], 1e-9), 1))
 
-    def _stop_non_finite(self, step_loss: float, grad_norm, step: int) -> None:
+    def _stop_non_finite(self, step_loss: float, grad_norm: float, epoch: int, step: int) -> None:
         """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
         losses were finite: every step is checked before it is taken) stays as it is."""
         kept = (f'the last good checkpoint is {self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, '
                 f'step {self.last_saved[1]})' if self.output_dir is not None and self.last_saved else
                 'no checkpoint was written before it' if self.output_dir is not None else 'no output dir, nothing kept')
-        raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({float(grad_norm)}) at epoch '
-                            f'{self.epoch}, step {step}; stopped without saving; {kept}; '
+        raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({grad_norm}) at epoch '
+                            f'{epoch}, step {step}; stopped without saving; {kept}; '
                             'lower optimizer.lr or raise optimizer.clip_grad and run again with --resume')
 
     def _stop_on_signal(self, signum: int) -> None:

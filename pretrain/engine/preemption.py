@@ -1,7 +1,8 @@
 """Stopping cleanly on a signal: SIGTERM / SIGUSR1 (what SLURM sends before a time limit or a preemption),
-SIGINT (Ctrl-C) and, under submitit, SIGUSR2. The handler only records the signal; at the next step boundary
-all ranks agree to stop (an all-reduce of the flags: the step at which any rank saw a signal), write
-checkpoint.pth with the position inside the epoch, flush the logs and exit with PREEMPTED_EXIT_CODE."""
+SIGINT (Ctrl-C) and, under submitit, SIGUSR2. The handler only records the signal; at a step boundary all ranks
+agree to stop (an all-reduce of the flags, read one step later with the step's loss: pending.py; a single
+process reads its own flag at once), write checkpoint.pth with the position inside the epoch, flush the logs and
+exit with PREEMPTED_EXIT_CODE."""
 from __future__ import annotations
 
 import signal
@@ -52,6 +53,13 @@ class StopRequest:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
+
+    def flag(self, d) -> torch.Tensor:
+        """The signal any rank has received, as a device scalar all-reduced without waiting for it: the loop reads
+        it with the step's other values (pending.py), so every rank reads the same value after the same step."""
+        flag = torch.full((), self.signum, dtype=torch.int32, device=d.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag
 
     def agreed(self, d) -> int:
         """The signal any rank received (0 for none); the same answer on every rank."""

@@ -50,7 +50,8 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
         seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
         self.model.to(self.d.device)
         self.fsdp = bool(cfg.train.fsdp) and self.d.enabled
-        self.train_model = wrap_model(self.model, self.d, self.fsdp, bool(cfg.train.compile))
+        self.compiled = bool(cfg.train.compile)
+        self.train_model = wrap_model(self.model, self.d, self.fsdp, self.compiled, cfg.train.compile_mode)
         self.optimizer, self.base_lr = builders.build_optimizer(self.model, cfg.optimizer, self.global_batch, self.d,
                                                                 self.micro_batch, self.accum_steps)
         self.scheduler = None if self.eval_only else builders.build_scheduler(self.optimizer, cfg,
