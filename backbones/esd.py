@@ -10,8 +10,9 @@ its expectation per sample is the branch itself. Because `keep` is an integer, t
 
 Speed: at the batch sizes of pretraining a GPU step is bound by the host issuing kernels, so ESD keeps the host's
 work per branch small and never waits on the device. `keep` comes from the shapes alone (no `.item()`, no
-data-dependent shape); a block draws the kept samples of all its branches with one random and one sort kernel
-(`StochasticDepthBlock.draw_kept`), independently per branch; the gather is `index_select` (one kernel, contiguous
+data-dependent shape); the kept samples of all the branches of all the blocks are drawn with one random and one
+sort kernel per forward pass (`draw_block_permutations`; a block alone draws its own branches at once),
+independently per branch; the gather is `index_select` (one kernel, contiguous
 output, an `index_add` backward instead of the sort-based accumulation of advanced indexing) and the B / keep scale
 is `index_add`'s alpha. Everything traces under torch.compile as one graph (fullgraph=True, static or dynamic
 batch), where inductor fuses the gathers, the scale and the LayerScale multiply into neighbouring kernels and CUDA
@@ -131,17 +132,22 @@ def esd_keep(batch_size: int, rate: float, mode: str, training: bool) -> Optiona
     return None if keep == batch_size else keep
 
 
-def draw_kept(batch_size: int, keep: int, draws: int, device: torch.device) -> Tensor:
-    """`draws` independent uniformly random subsets of `keep` of `batch_size` samples: a (draws, keep) index.
+def draw_permutations(batch_size: int, rows: int, device: torch.device) -> Tensor:
+    """`rows` independent uniform random permutations of the batch: a (rows, batch_size) index.
 
-    Each row is the start of an independent uniform random permutation (the argsort of i.i.d. random keys;
-    64-bit keys make ties, which would favour low indices, practically impossible), the same law as
-    `randperm(batch_size)[:keep]` per branch. All the branches of a block are drawn by one random and one sort
-    kernel on the device, instead of a randperm (several kernels) per branch; no host sync, and torch.compile
-    traces it (its random numbers come from the same device generator, graph-safe under CUDA graphs).
+    Each row is the argsort of i.i.d. random keys (64-bit keys make ties, which would favour low indices,
+    practically impossible), so its first `keep` entries are a uniform random subset of `keep` samples, the law
+    of `randperm(batch_size)[:keep]`, for any `keep`: branches with different rates share one draw. One random
+    and one sort kernel for all the rows, no host sync; torch.compile traces it (its random numbers come from the
+    device generator, graph-safe under CUDA graphs).
     """
-    keys = torch.randint(1 << 62, (draws, batch_size), device=device)
-    return keys.argsort(dim=1)[:, :keep]
+    keys = torch.randint(1 << 62, (rows, batch_size), device=device)
+    return keys.argsort(dim=1)
+
+
+def draw_kept(batch_size: int, keep: int, draws: int, device: torch.device) -> Tensor:
+    """`draws` independent uniformly random subsets of `keep` of `batch_size` samples: a (draws, keep) index."""
+    return draw_permutations(batch_size, draws, device)[:, :keep]
 
 
 def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: Tensor, rate: float = 0.0,
@@ -193,19 +199,42 @@ class StochasticDepthBlock(nn.Module):
     drop_path_rate: float = 0.0
     drop_path_mode: str = 'esd'
     scheduled: bool = True
+    branches: int = 1  # residual branches per block, for `draw_block_permutations`
 
-    def draw_kept(self, x: Tensor, branches: int) -> Sequence[Optional[Tensor]]:
+    def draw_kept(self, x: Tensor, branches: int, permutations: Optional[Tensor] = None
+                  ) -> Sequence[Optional[Tensor]]:
         """The kept-sample indices of this block's `branches` residual branches for the batch `x`, drawn at
-        once (independently per branch), or Nones where ESD computes every sample (see `esd_keep`)."""
+        once (independently per branch), or Nones where ESD computes every sample (see `esd_keep`).
+        `permutations`: this block's rows of a model-wide draw (`draw_block_permutations`), else drawn here."""
         keep = esd_keep(x.shape[0], self.drop_path_rate, self.drop_path_mode, self.training)
         if keep is None:
             return (None,) * branches
-        return draw_kept(x.shape[0], keep, branches, x.device).unbind(0)
+        if permutations is None:
+            permutations = draw_permutations(x.shape[0], branches, x.device)
+        elif permutations.shape != (branches, x.shape[0]):
+            raise ValueError(f'permutations of shape {tuple(permutations.shape)}: expected ({branches}, '
+                             f'{x.shape[0]}) for {branches} branches and a batch of {x.shape[0]}')
+        return permutations[:, :keep].unbind(0)
 
     def residual(self, shortcut: Tensor, branch: Callable[..., Tensor], *inputs: Tensor,
                  kept: Optional[Tensor] = None) -> Tensor:
         return drop_add_residual(shortcut, branch, *inputs, rate=self.drop_path_rate, mode=self.drop_path_mode,
                                  training=self.training, kept=kept)
+
+
+def draw_block_permutations(blocks: Sequence[StochasticDepthBlock], x: Tensor) -> List[Optional[Tensor]]:
+    """Each block's `permutations` for `draw_kept`, for a model whose blocks all see the batch `x`: one draw
+    (one random and one sort kernel) per forward pass for all the blocks, instead of one per block. None for
+    the blocks that compute every sample (evaluation, rate 0, other modes): they draw nothing."""
+    active = [esd_keep(x.shape[0], b.drop_path_rate, b.drop_path_mode, b.training) is not None for b in blocks]
+    rows = sum(b.branches for b, a in zip(blocks, active) if a)
+    if not rows:
+        return [None] * len(blocks)
+    permutations, out, start = draw_permutations(x.shape[0], rows, x.device), [], 0
+    for block, a in zip(blocks, active):
+        out.append(permutations[start:start + block.branches] if a else None)
+        start += block.branches if a else 0
+    return out
 
 
 def drop_rates(rate: float, depth: int, schedule: str = 'uniform') -> List[float]:

@@ -17,7 +17,7 @@ from timm.layers import LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, tru
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
-from .esd import StochasticDepthBlock
+from .esd import StochasticDepthBlock, draw_block_permutations
 from .factory import register_model
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -41,6 +41,7 @@ class Attention(nn.Module):
 
 class Block(StochasticDepthBlock):
     """Pre-norm transformer block; each of its two residual branches has its own stochastic depth draw."""
+    branches = 2
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  init_values: Optional[float] = 1e-4):
@@ -58,8 +59,9 @@ class Block(StochasticDepthBlock):
     def mlp_branch(self, x: Tensor) -> Tensor:
         return self.ls2(self.mlp(self.norm2(x)))
 
-    def forward(self, x: Tensor) -> Tensor:
-        attn_kept, mlp_kept = self.draw_kept(x, 2)  # both branches' ESD subsets in one draw (None: all samples)
+    def forward(self, x: Tensor, permutations: Optional[Tensor] = None) -> Tensor:
+        # both branches' ESD subsets (None: all samples), from the model's draw for all blocks or drawn here
+        attn_kept, mlp_kept = self.draw_kept(x, 2, permutations)
         x = self.residual(x, self.attn_branch, kept=attn_kept)
         return self.residual(x, self.mlp_branch, kept=mlp_kept)
 
@@ -105,8 +107,8 @@ class VisionTransformer(nn.Module):
     # -- forward ---------------------------------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
         x = self._pos_embed(self.patch_embed(x))
-        for block in self.blocks:
-            x = block(x)
+        for block, permutations in zip(self.blocks, draw_block_permutations(self.blocks, x)):
+            x = block(x, permutations)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -132,8 +134,9 @@ class VisionTransformer(nn.Module):
         B, H, W, _ = x.shape
         x = self._pos_embed(x)
         intermediates = []
-        for i, block in enumerate(self.blocks[:max_index + 1] if stop_early else self.blocks):
-            x = block(x)
+        blocks = self.blocks[:max_index + 1] if stop_early else self.blocks
+        for i, (block, permutations) in enumerate(zip(blocks, draw_block_permutations(blocks, x))):
+            x = block(x, permutations)
             if i in take_indices:
                 intermediates.append((self.norm(x) if norm else x)[:, 1:])
         if output_fmt == 'NCHW':

@@ -321,6 +321,38 @@ def test_block_draws_independent_uniform_subsets_per_branch():
     assert block.draw_kept(x, 2) != (None, None) and block.eval().draw_kept(x, 2) == (None, None)
 
 
+def test_vit_draws_all_blocks_at_once():
+    """One random and one sort kernel per forward pass for every block's branches (`draw_block_permutations`),
+    not one per block; blocks that compute every sample (rate 0, mask mode) get no rows. Across the blocks'
+    branches the kept subsets still differ (independent rows), and each is a set of `keep` distinct samples."""
+    from collections import Counter
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    model = create_model('vit_t', img_size=16, patch_size=8, embed_dim=16, depth=5, num_heads=2, num_classes=3)
+    set_stochastic_depth(model, [0.5, 0.0, 0.25, 0.5, 0.5], 'esd')
+    model.blocks[3].drop_path_mode = 'mask'
+    x = torch.randn(16, 3, 16, 16)
+    rows = esd.draw_block_permutations(model.blocks, torch.zeros(16, 5, 16))
+    assert [None if r is None else tuple(r.shape) for r in rows] == [(2, 16), None, (2, 16), None, (2, 16)]
+    kept = [k.tolist() for r, b in zip(rows, model.blocks) if r is not None for k in b.draw_kept(x, 2, r)]
+    assert [len(k) for k in kept] == [8, 8, 12, 12, 8, 8] and all(len(set(k)) == len(k) for k in kept)
+    assert len({tuple(sorted(k)) for k in kept}) > 1
+    with CountOps() as counted:
+        model.train()(x).sum().backward()
+    assert counted.ops['randint'] == 1 and counted.ops['sort'] == 1, counted.ops
+    with pytest.raises(ValueError, match=r'permutations of shape \(2, 15\): expected \(2, 16\)'):
+        model.blocks[0].draw_kept(torch.zeros(16, 5, 16), 2, torch.zeros(2, 15, dtype=torch.long))
+
+
 def test_kept_indices_of_the_wrong_size_are_refused():
     with pytest.raises(ValueError, match=r'kept indices of shape \(5,\): expected \(6,\) for a batch of 10'):
         drop_add_residual(torch.randn(10, 3), positive_branch, rate=0.4, mode='esd', training=True,
