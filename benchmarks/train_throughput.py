@@ -1,7 +1,7 @@
 """Loader-fed training throughput over the same step on in-memory data: does the data pipeline keep the GPU busy?
 
     python -m benchmarks.train_throughput                        # GPU: ViT-B cosub, batch 256, 15 workers
-    python -m benchmarks.train_throughput --compile              # the same with train.compile=True
+    python -m benchmarks.train_throughput --compile              # the same with train.compile=True (CUDA graphs)
     python -m benchmarks.train_throughput --device cpu           # tiny settings (vit_t, 64 px, batch 8), minutes
 
 Runs the real training engine (pretrain.engine.Trainer from a config, as pretrain/train.py does) for --warmup +
@@ -74,8 +74,8 @@ class InMemoryLoader:
 
 
 def timed_epoch(trainer, warmup: int) -> dict:
-    """Runs one epoch of the engine's own loop; times the steps after `warmup` (the scheduler's per-step call
-    marks the end of each step; the loop has already waited for the loss by then)."""
+    """Runs one epoch of the engine's own loop; times the steps after `warmup`: from the scheduler's call that ends
+    the queueing of the last warm-up step to the end of the epoch (when the loop has waited for the last step)."""
     marks: List[float] = []
     step_update = trainer.scheduler.step_update
 
@@ -86,12 +86,13 @@ def timed_epoch(trainer, warmup: int) -> dict:
     trainer.scheduler.step_update = mark
     try:
         record = trainer.train_one_epoch()
+        end = time.perf_counter()
     finally:
         trainer.scheduler.step_update = step_update
     trainer.epoch += 1
     trainer.step_in_epoch = 0
     steps = len(marks) - warmup
-    seconds = marks[-1] - marks[warmup - 1]
+    seconds = end - marks[warmup - 1]
     return dict(img_per_s=round(steps * trainer.global_batch / seconds, 1), steps=steps,
                 step_ms=round(1000 * seconds / steps, 1), loss=record['train_loss'])
 
@@ -107,6 +108,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--steps', type=int, help='timed optimizer steps (GPU default 30, CPU 4)')
     p.add_argument('--warmup', type=int, help='untimed first steps (GPU default 10, CPU 2)')
     p.add_argument('--compile', action='store_true', help='train.compile=True')
+    p.add_argument('--compile-mode', help="train.compile_mode (default: the config's, 'reduce-overhead')")
     p.add_argument('--unique', type=int, default=1024, help='distinct generated JPEGs (the rest are hard links)')
     p.add_argument('--data-dir', default=str(Path(tempfile.gettempdir()) / 'cosub_train_throughput'),
                    help='where the ImageNet-layout folder is generated (kept for the next run)')
@@ -138,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         'data.path': str(root), 'data.train_split': f'train_{images}', 'data.val_split': None,
         'data.v2_path': None, 'data.real_path': None, 'data.num_workers': opts['workers'],
         'data.repeated_aug': 1, 'data.index_cache': str(root / 'index-cache'), 'train.compile': args.compile,
-        'schedule.warmup_epochs': 0})
+        'schedule.warmup_epochs': 0, **({'train.compile_mode': args.compile_mode} if args.compile_mode else {})})
     trainer = Trainer(cfg)
     print(f"{opts['model']} {opts['input_size']}px, batch {opts['batch']}, cosub {cfg.cosub.enabled}, "
           f"{opts['workers']} workers, {device}{', compiled' if args.compile else ''}", flush=True)
@@ -161,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
     meta = dict(device=torch.cuda.get_device_name() if device.startswith('cuda') else 'CPU only', cpu=cpu_model(),
                 cores=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
-                config=args.cfg, compile=args.compile, amp=cfg.train.amp if device.startswith('cuda') else None,
+                config=args.cfg, compile=args.compile, compile_mode=cfg.train.compile_mode if args.compile else None, amp=cfg.train.amp if device.startswith('cuda') else None,
                 cosub=bool(cfg.cosub.enabled), images=images, unique_images=min(args.unique, images),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 command='python -m benchmarks.train_throughput ' + ' '.join(argv if argv is not None else sys.argv[1:]),
@@ -171,7 +173,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         f"# Training throughput, loader-fed vs in-memory ({meta['device']}; {meta['cpu']}, {meta['cores']} cores)", '',
         f"{meta['date']}; torch {meta['torch']}, timm {meta['timm']}, Pillow {meta['pillow']}; config {args.cfg}, "
         f"model {opts['model']} at {opts['input_size']}px, global batch {opts['batch']}, cosub {meta['cosub']}, "
-        f"amp {meta['amp']}, compile {args.compile}, {opts['workers']} workers; {opts['warmup']} warm-up + "
+        f"amp {meta['amp']}, compile {args.compile}{' (' + meta['compile_mode'] + ')' if args.compile else ''}, "
+        f"{opts['workers']} workers; {opts['warmup']} warm-up + "
         f"{opts['steps']} timed steps; {images} JPEGs 500x375 q90 ({meta['unique_images']} distinct); command "
         f"`{meta['command']}`; wall time {meta['wall_s']} s.", '',
         '| fed by | img/s | ms/step |', '|---|---|---|',
