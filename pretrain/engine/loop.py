@@ -94,7 +94,7 @@ class TrainingLoop:
         if pending is None:
             return 0
         cfg, d, sums = self.cfg, self.d, self.epoch_sums
-        step_loss, grad_norm, signum = pending.values()
+        step_loss, grad_norm, *signum = pending.values()  # the agreed signal under DDP
         if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
             self._stop_non_finite(step_loss, grad_norm, pending.epoch, pending.step)
         sums['loss'] += step_loss
@@ -113,7 +113,7 @@ class TrainingLoop:
             left = (cfg.epochs - self.epoch) * self.steps_per_epoch - done
             logger.info(progress_line(self.epoch, cfg.epochs, done, self.steps_per_epoch, step_loss, lr, per_s,
                                       left * self.global_batch / max(per_s, 1e-9), d.device))
-        return int(signum)
+        return int(signum[0]) if signum else 0
 
     def train_one_epoch(self) -> dict:
         """Queue step N + 1, then check and log step N (pending.py): the host never waits for the step it has just
@@ -133,10 +133,10 @@ class TrainingLoop:
             t_step = time.time()
             step_loss, grad_norm = self._queue_step(batches)
             # a signal any rank has seen by now: all-reduced on the device, read with the step's values
-            signal_flag = self.stop.flag(d) if d.enabled else torch.zeros((), device=grad_norm.device)
+            values = [step_loss, grad_norm] + ([self.stop.flag(d)] if d.enabled else [])
             self.scaler.step(opt)
             self.scaler.update()
-            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], [step_loss, grad_norm, signal_flag])
+            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], values)
             self.global_step += 1
             self.step_in_epoch = step + 1
             self.scheduler.step_update(self.global_step)
@@ -162,7 +162,7 @@ class TrainingLoop:
 
     def _stop_non_finite(self, step_loss: float, grad_norm: float, epoch: int, step: int) -> None:
         """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
-        losses were finite: every step is checked before it is taken) stays as it is."""
+        losses were finite: the loop checks every step before it writes a checkpoint) stays as it is."""
         kept = (f'the last good checkpoint is {self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, '
                 f'step {self.last_saved[1]})' if self.output_dir is not None and self.last_saved else
                 'no checkpoint was written before it' if self.output_dir is not None else 'no output dir, nothing kept')
