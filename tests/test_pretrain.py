@@ -138,6 +138,22 @@ def test_compiled_training_equals_eager(imagenet_dir, tmp_path, monkeypatch):
     torch._dynamo.reset()
 
 
+def test_two_compiled_ddp_processes_equal_one_eager(imagenet_dir, tmp_path):
+    """train.compile=True under DDP compiles the DDP-wrapped model (graph split at DDP's buckets): the same
+    weights as one eager process on the same global batch."""
+    options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0']
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
+    main(args(imagenet_dir, tmp_path / 'one', epochs=1, options=options))
+    two = args(imagenet_dir, tmp_path / 'two', epochs=1, options=options + ['train.compile=True'])
+    run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                          'pretrain/train.py', *two], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    log = (tmp_path / 'two' / 'train.log').read_text()
+    assert "model compiled: torch.compile(mode='reduce-overhead'), around DDP" in log
+    assert_same_weights(weights(tmp_path / 'one' / 'checkpoint.pth'), weights(tmp_path / 'two' / 'checkpoint.pth'),
+                        exact=False)
+
+
 SIGNAL_ONE_RANK = """
 import os, signal, sys
 from pretrain.engine import Trainer

@@ -4,6 +4,7 @@ so results do not depend on the GPU count."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -74,7 +75,7 @@ COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-
 
 
 def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mode: str = 'default') -> nn.Module:
-    """The module the loop calls: FSDP-sharded per residual block (in place), compiled, or DDP-wrapped.
+    """The module the loop calls: FSDP-sharded per residual block (in place) or DDP-wrapped, then compiled.
 
     Compiled, the whole model is one graph (ESD included: backbones/esd.py traces without breaks), so with CUDA
     graphs a step is a few graph launches instead of thousands of kernel launches; the loop marks each forward
@@ -84,13 +85,16 @@ def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mod
         for block in stochastic_depth_blocks(model):
             fully_shard(block)
         fully_shard(model)
-    if compile:
-        if compile_mode not in COMPILE_MODES:
-            raise TrainingError(f'train.compile_mode={compile_mode!r}: expected one of {", ".join(COMPILE_MODES)}')
-        model = torch.compile(model, mode=compile_mode)
     if d.enabled and not fsdp:
         ids = [d.local_rank] if d.device.type == 'cuda' else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if compile:  # after DDP: torch.compile then splits the graph at DDP's buckets, so gradients are all-reduced
+        # while the backward goes on (DDP inside a compiled model would only see the graph's gradients at its end)
+        if compile_mode not in COMPILE_MODES:
+            raise TrainingError(f'train.compile_mode={compile_mode!r}: expected one of {", ".join(COMPILE_MODES)}')
+        model = torch.compile(model, mode=compile_mode)
+        logging.getLogger('cosub').info('model compiled: torch.compile(mode=%r)%s', compile_mode,
+                                        ', around DDP' if d.enabled and not fsdp else '')
     return model
 
 
