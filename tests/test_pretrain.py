@@ -122,6 +122,40 @@ def test_two_processes_equal_one_on_the_same_global_batch(imagenet_dir, tmp_path
     assert len(backbones.load_file(tmp_path / 'two' / 'checkpoint.pth')['rng']) == 2
 
 
+@pytest.mark.parametrize('clip', [3.0, 0.5])
+def test_optimizer_clip_grad_is_the_only_clip(clip):
+    """timm's LAMB clips at 1.0 on its own; the engine turns that off, so optimizer.clip_grad (3.0: no clipping
+    here, 0.5: both steps clipped) is what the steps apply, not min(clip_grad, 1.0). Two steps, gradient norms 2
+    and 0.5: LAMB's first step ignores the gradient's scale, not the second."""
+    from timm.optim import Lamb
+    from pretrain.engine.builders import build_optimizer
+    from pretrain.engine.distributed import Dist
+    cfg = load_config(find_config('vit_s'))
+    cfg.optimizer.clip_grad = clip
+    torch.manual_seed(0)
+    start, grads = torch.randn(10, 10), [torch.randn(10, 10) for _ in range(2)]
+    grads = [g * (n / g.norm()) for g, n in zip(grads, (2.0, 0.5))]
+    runs = []
+    for build in ('engine', 'reference'):
+        model = torch.nn.Linear(10, 10, bias=False)
+        model.weight.data.copy_(start)
+        if build == 'engine':
+            opt, lr = build_optimizer(model, cfg.optimizer, 2048, Dist(), 2048, 1)
+        else:  # LAMB on the gradients clipped at `clip` only
+            opt = Lamb(model.parameters(), lr=lr, weight_decay=cfg.optimizer.weight_decay, eps=cfg.optimizer.eps,
+                       max_grad_norm=None)
+        for g in grads:
+            model.weight.grad = g.clone()
+            if build == 'engine':  # as the loop does
+                norm = torch.nn.utils.get_total_norm([model.weight.grad])
+                torch.nn.utils.clip_grads_with_norm_(model.parameters(), clip, norm)
+            else:
+                model.weight.grad *= min(1.0, clip / g.norm().item())
+            opt.step()
+        runs.append(model.weight.detach().clone())
+    torch.testing.assert_close(runs[0], runs[1])
+
+
 def test_compiled_training_equals_eager(imagenet_dir, tmp_path, monkeypatch):
     """train.compile=True with the config's mode (CUDA graphs on a GPU; on CPU torch.compile skips them) trains
     the whole model, ESD included, as one graph. With inductor drawing its random numbers as eager does

@@ -38,6 +38,7 @@ optimizer = dict(
     base_batch_size=2048,
     weight_decay=0.02,
     clip_grad=1.0,               # DeiT III passes no --clip-grad, but its LAMB clips the global norm at 1.0 itself
+                                 # (here the only clip: the engine turns timm LAMB's own off)
     layer_decay=None,            # LayerDecay LD (fine-tuning only; supplement Table A.1 per size)
     layer_decay_lr_mult=2.0,     # C_LD of supplement eq. A.2: the LR is doubled when layer_decay is set
     eps=1e-8,                    # DeiT III main.py --opt-eps default, passed to its LAMB (timm's own default is 1e-6)

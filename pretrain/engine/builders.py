@@ -2,6 +2,7 @@
 rate of supplement eq. A.1/A.2, per-step schedule, mixup/cutmix and the data loaders."""
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Dict
@@ -90,7 +91,7 @@ def learning_rate(optimizer_cfg, global_batch: int) -> float:
 
 def build_optimizer(model: nn.Module, optimizer_cfg, global_batch: int, d: Dist, micro_batch: int,
                     accum_steps: int):
-    from timm.optim import create_optimizer_v2
+    from timm.optim import create_optimizer_v2, get_optimizer_class
     o = optimizer_cfg
     groups = backbones.layer_decay_param_groups(model, o.weight_decay, o.layer_decay, only=o.only)
     if o.only:
@@ -101,6 +102,11 @@ def build_optimizer(model: nn.Module, optimizer_cfg, global_batch: int, d: Dist,
         g.pop('names')
     lr = learning_rate(o, global_batch)
     kwargs = {k: o[k] for k in ('betas', 'eps', 'momentum') if o.get(k) is not None}
+    if 'max_grad_norm' in inspect.signature(get_optimizer_class(o.type)).parameters:
+        # timm's LAMB clips the global norm at 1.0 itself, after the loop's optimizer.clip_grad: a second norm and
+        # a copy of every gradient each step, and a clip_grad above 1.0 would silently act as 1.0. The loop's clip
+        # is the only one (the base config's 1.0 is DeiT III's LAMB clip).
+        kwargs['max_grad_norm'] = None
     opt = create_optimizer_v2(groups, opt=o.type, lr=lr, weight_decay=o.weight_decay, **kwargs)
     logger.info('optimizer %s, lr %.3g (global batch %d = %d device(s) x %d x %d accumulation), '
                 'weight decay %g, layer decay %s', o.type, lr, global_batch, d.world_size,

@@ -84,7 +84,10 @@ class TrainingLoop:
             loss = loss.detach() / self.accum_steps
             step_loss = loss if step_loss is None else step_loss + loss
         self.scaler.unscale_(opt)
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else float('inf'))
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = nn.utils.get_total_norm(grads)  # the only clip: the optimizer does not clip again (builders)
+        if clip:
+            nn.utils.clip_grads_with_norm_(self.model.parameters(), clip, grad_norm)
         if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
             grad_norm = grad_norm.full_tensor()
         return step_loss, grad_norm
