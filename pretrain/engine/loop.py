@@ -59,16 +59,16 @@ class TrainingLoop:
                           soft=c.soft)
 
     def _queue_step(self, batches):
-        """Queue one optimizer step (its micro-batches, backward, clipping, update) without waiting for the device;
-        returns its loss and gradient norm as device tensors."""
+        """Queue one optimizer step's micro-batches, backward and clipping without waiting for the device; returns
+        its loss and gradient norm as device tensors and the number of unreadable images in its batches."""
         opt, d, model = self.optimizer, self.d, self.train_model
         clip = self.cfg.optimizer.clip_grad
         opt.zero_grad(set_to_none=True)
-        step_loss = None
+        step_loss, bad = None, 0
         for micro in range(self.accum_steps):
             images, labels, _, bad_paths = self._to_device(next(batches))
             for path in filter(None, bad_paths):
-                self.epoch_sums['bad'] += 1
+                bad += 1
                 self.first_bad = self.first_bad or path
             images, targets = self._targets(images, labels)
             if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
@@ -90,7 +90,7 @@ class TrainingLoop:
             nn.utils.clip_grads_with_norm_(self.model.parameters(), clip, grad_norm)
         if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
             grad_norm = grad_norm.full_tensor()
-        return step_loss, grad_norm
+        return step_loss, grad_norm, bad
 
     def _finish_step(self, pending: Optional[PendingStep], bar, t0: float, run_steps: int) -> int:
         """Check, count and log a queued step once its values are on the host; returns the agreed stop signal."""
@@ -101,6 +101,7 @@ class TrainingLoop:
         if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
             self._stop_non_finite(step_loss, grad_norm, pending.epoch, pending.step)
         sums['loss'] += step_loss
+        sums['bad'] += pending.bad
         sums['steps'] += 1
         sums['seen'] += self.global_batch
         self._check_bad(sums['bad'], sums['seen'])
@@ -134,12 +135,12 @@ class TrainingLoop:
                    disable=not (d.is_main and show_bar()), dynamic_ncols=True, leave=False)
         for step in bar:
             t_step = time.time()
-            step_loss, grad_norm = self._queue_step(batches)
+            step_loss, grad_norm, bad = self._queue_step(batches)
             # a signal any rank has seen by now: all-reduced on the device, read with the step's values
             values = [step_loss, grad_norm] + ([self.stop.flag(d)] if d.enabled else [])
             self.scaler.step(opt)
             self.scaler.update()
-            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], values)
+            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], values, bad)
             self.global_step += 1
             self.step_in_epoch = step + 1
             self.scheduler.step_update(self.global_step)

@@ -19,8 +19,8 @@ from torch import Tensor
 class PendingStep:
     """Scalars of one optimizer step, copied to the host without blocking; `values()` waits for them only."""
 
-    def __init__(self, epoch: int, step: int, lr: float, values: List[Tensor]):
-        self.epoch, self.step, self.lr = epoch, step, lr
+    def __init__(self, epoch: int, step: int, lr: float, values: List[Tensor], bad_images: int = 0):
+        self.epoch, self.step, self.lr, self.bad = epoch, step, lr, bad_images  # counted when the step is
         stats = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values])
         self._ready = None
         if stats.is_cuda:  # a copy engine moves it after the kernels before it; the event says when it is there
