@@ -23,6 +23,7 @@ class Evaluation:
         real = getattr(ds, 'real_labels', None)
         self.model.eval()
         sums = [0.0] * 7  # correct@1, correct@5, loss, n, real correct, real n, unreadable images
+        on_device = None  # correct@1, correct@5, loss: summed on the device, read once at the end (no sync per batch)
         first_bad = None
         from tqdm import tqdm
         if self.fsdp:  # every forward pass gathers parameters from all ranks: all must run as many
@@ -41,9 +42,9 @@ class Evaluation:
                 logits, labels, index = logits[keep], labels[keep], index[keep.cpu()]
             logits = logits.float()
             top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            sums[0] += (top5[:, 0] == labels).sum().item()
-            sums[1] += (top5 == labels[:, None]).any(dim=1).sum().item()
-            sums[2] += F.cross_entropy(logits, labels, reduction='sum').item()
+            batch_sums = torch.stack([(top5[:, 0] == labels).sum(), (top5 == labels[:, None]).any(dim=1).sum(),
+                                      F.cross_entropy(logits, labels, reduction='sum')]).double()
+            on_device = batch_sums if on_device is None else on_device + batch_sums
             sums[3] += len(labels)
             if real is not None:
                 for pred, i in zip(top5[:, 0].tolist(), index.tolist()):
@@ -55,6 +56,8 @@ class Evaluation:
             with self._autocast():
                 for _ in range(int(most.item()) - len(loader)):
                     self.model(blank)
+        if on_device is not None:
+            sums[:3] = on_device.tolist()
         c1, c5, loss, n, rc, rn, bad = all_reduce_sum(sums, self.d)
         out = {'top1': 100 * c1 / max(n, 1), 'loss': loss / max(n, 1), 'n': int(n)}
         if self.num_classes > 5:  # top-5 of 5 classes or fewer is always 100%: not logged
