@@ -74,7 +74,7 @@ def all_reduce_sum(values: list, d: Dist) -> list:
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 
-def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mode: str = 'default') -> nn.Module:
+def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mode: str) -> nn.Module:
     """The module the loop calls: FSDP-sharded per residual block (in place) or DDP-wrapped, then compiled.
 
     Compiled, the whole model is one graph (ESD included: backbones/esd.py traces without breaks), so with CUDA

@@ -19,7 +19,7 @@ from torch import Tensor
 class PendingStep:
     """Scalars of one optimizer step, copied to the host without blocking; `values()` waits for them only."""
 
-    def __init__(self, epoch: int, step: int, lr: float, values: List[Tensor], bad_images: int = 0):
+    def __init__(self, epoch: int, step: int, lr: float, values: List[Tensor], bad_images: int):
         self.epoch, self.step, self.lr, self.bad = epoch, step, lr, bad_images  # counted when the step is
         stats = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values])
         self._ready = None
