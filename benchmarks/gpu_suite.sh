@@ -27,8 +27,8 @@ a)
 b)
     run 130 'ViT-B b256 MFU' benchmarks.pretrain_step --models vit_b@256 --repeats 3 --warmup 1 \
         --compile-variants baseline cosub_esd --out "$OUT/pretrain_step_cuda_vitb256"
-    run 80 'engine, eager' benchmarks.train_throughput --device cuda --out "$OUT/train_throughput_cuda"
-    run 120 'engine, compiled (CUDA graphs)' benchmarks.train_throughput --device cuda --compile \
+    run 90 'engine, eager' benchmarks.train_throughput --device cuda --out "$OUT/train_throughput_cuda"
+    run 130 'engine, compiled (CUDA graphs)' benchmarks.train_throughput --device cuda --compile \
         --out "$OUT/train_throughput_cuda_compiled"
     run 60 'data pipeline' benchmarks.data_pipeline --device cuda --workers 15 --images 150 --single 100 \
         --loader-rounds 3 --out "$OUT/data_pipeline_cuda"

@@ -97,6 +97,27 @@ def timed_epoch(trainer, warmup: int) -> dict:
                 step_ms=round(1000 * seconds / steps, 1), loss=record['train_loss'])
 
 
+def host_syncs(trainer) -> dict:
+    """The host-device synchronisations one epoch of the engine's steps makes (CUDA's sync debug mode warns at
+    each, with the Python line that caused it). The loop reads each step's values with an event one step later
+    (pretrain/engine/pending.py), which this mode does not count; the epoch's end makes a few."""
+    import warnings
+    from collections import Counter
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            trainer.train_one_epoch()
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+    trainer.epoch += 1
+    trainer.step_in_epoch = 0
+    where = Counter(f'{Path(w.filename).name}:{w.lineno}' for w in caught if 'synchroniz' in str(w.message))
+    steps = trainer.steps_per_epoch
+    return dict(steps=steps, syncs=sum(where.values()), per_step=round(sum(where.values()) / steps, 2),
+                where=dict(where.most_common(10)))
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--device', default='auto', help="'cuda', 'cpu' or 'auto'")
@@ -156,6 +177,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     real_loader = trainer.train_loader
     trainer.train_loader = InMemoryLoader(batch, trainer.steps_per_epoch)
     memory = timed_epoch(trainer, opts['warmup'])
+    syncs = None
+    if device.startswith('cuda'):
+        try:
+            syncs = host_syncs(trainer)
+            print(f"host-device syncs: {syncs['syncs']} in {syncs['steps']} steps ({syncs['where']})", flush=True)
+        except Exception as e:  # a diagnosis: its failure must not cost the throughput figures
+            syncs = dict(error=f'{type(e).__name__}: {e}')
     trainer.train_loader = real_loader
     print(f"in-memory:  {memory['img_per_s']} img/s ({memory['step_ms']} ms/step)", flush=True)
     ratio = round(fed['img_per_s'] / memory['img_per_s'], 3)
@@ -168,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 command='python -m benchmarks.train_throughput ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                 wall_s=round(time.perf_counter() - wall, 1), **opts, **versions())
-    result = dict(meta=meta, loader_fed=fed, in_memory=memory, ratio=ratio)
+    result = dict(meta=meta, loader_fed=fed, in_memory=memory, ratio=ratio, host_syncs=syncs)
     text = '\n'.join([
         f"# Training throughput, loader-fed vs in-memory ({meta['device']}; {meta['cpu']}, {meta['cores']} cores)", '',
         f"{meta['date']}; torch {meta['torch']}, timm {meta['timm']}, Pillow {meta['pillow']}; config {args.cfg}, "
@@ -181,6 +209,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         f"| loader (JPEG folder) | {fed['img_per_s']} | {fed['step_ms']} |",
         f"| in-memory batch | {memory['img_per_s']} | {memory['step_ms']} |", '',
         f'loader-fed / in-memory: **{ratio}** (goal on a GPU: >= 0.95).'] +
+        (['', f"Host-device syncs in one more in-memory epoch (CUDA sync debug mode): {syncs.get('syncs')} in "
+          f"{syncs.get('steps')} steps, at {syncs.get('where') or syncs.get('error')}."] if syncs else []) +
         (['', 'CPU only (tiny model, shared 2-core machine): proves the benchmark runs; the ratio is meaningful on '
               'the GPU machine only, where the step does not compete with the workers for the cores.']
          if not device.startswith('cuda') else [])) + '\n'
