@@ -19,9 +19,10 @@ run() {  # run LIMIT_S NAME MODULE ARGS...
 
 case "${1:-}" in
 a)
-    run 200 'ESD vs masking' benchmarks.esd --models vit_l@80 vit_b@80 --rates 0.45 --repeats 5 --warmup 2 \
-        --compile-rates 0.45 --out "$OUT/esd_cuda"
-    run 220 'cosub+ESD vs baseline, ViT-L b64' benchmarks.pretrain_step --models vit_l@64 --repeats 5 --warmup 2 \
+    # compiled (whole model, CUDA graphs) for ViT-B only: compiling ViT-L twice more would not fit the part
+    run 150 'ESD vs masking' benchmarks.esd --models vit_l@80 vit_b@80 --rates 0.45 --repeats 5 --warmup 2 \
+        --compile-rates 0.45 --compile-runs vit_b@80 --out "$OUT/esd_cuda"
+    run 240 'cosub+ESD vs baseline, ViT-L b64' benchmarks.pretrain_step --models vit_l@64 --repeats 5 --warmup 2 \
         --compile-variants baseline cosub_esd --out "$OUT/pretrain_step_cuda_vitl64"
     ;;
 b)
