@@ -5,8 +5,9 @@
                                        [--compile-mode default|reduce-overhead|max-autotune|...] [--threads N]
                                        [--out benchmarks/results/pretrain_step_<device>]
 
-Step kinds (variants): training steps (forward, BCE loss, backward, LAMB step) on the same batch of B images, at
-the model's rate tau (supplement Table A.1), interleaved in this process:
+Step kinds (variants): training steps (forward, BCE loss, backward, global-norm clip, LAMB step, as the engine
+does them) on the same batch of B images, at the model's rate tau (supplement Table A.1), interleaved in this
+process:
   baseline     DeiT III: our ViT, stochastic depth by masking, each image once
   timm         the peer: timm's deit3 model with timm's DropPath, each image once (same weights and settings)
   cosub_mask   cosub as the official code does it: the batch twice (2 submodels), masking (paper: 2.0x time)
@@ -84,7 +85,8 @@ class Step:
                  compiled: bool = False):
         self.model, self.copies, self.targets, self.compiled = model.train(), copies, targets, compiled
         self.images = images.repeat(copies, 1, 1, 1) if copies > 1 else images
-        self.optimizer = create_optimizer_v2(model, opt='lamb', lr=1e-3, weight_decay=0.02)
+        # as the engine steps: the global norm clipped at 1.0 once, by the loop, not again inside LAMB
+        self.optimizer = create_optimizer_v2(model, opt='lamb', lr=1e-3, weight_decay=0.02, max_grad_norm=None)
         self.cuda = images.is_cuda
 
     def forward_backward(self) -> None:
@@ -98,6 +100,8 @@ class Step:
     def run(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.forward_backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        nn.utils.clip_grads_with_norm_(params, 1.0, nn.utils.get_total_norm([p.grad for p in params]))
         self.optimizer.step()
 
     def counted(self) -> dict:
