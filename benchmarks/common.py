@@ -10,7 +10,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -118,7 +118,19 @@ def host_and_kernel_time(step: Callable[[], None]) -> dict:
         step()
         torch.cuda.synchronize()
     kernels = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == DeviceType.CUDA)
-    return dict(host_s=host, kernel_s=kernels / 1e6)
+    return dict(host_s=host, kernel_s=kernels / 1e6, host_ops=host_ops(step))
+
+
+def host_ops(step: Callable[[], None], top: int = 8) -> List[dict]:
+    """Where the host spends one `step`: the `top` operators by self CPU time (torch.profiler, CPU activity
+    only: aten ops, autograd nodes and CUDA runtime calls such as cudaLaunchKernel), with their call counts."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return [dict(name=e.key, self_ms=round(e.self_cpu_time_total / 1e3, 3), calls=e.count) for e in ops]
 
 
 def matmul_peak(device: torch.device, size: Optional[int] = None, repeats: Optional[int] = None) -> dict:

@@ -126,7 +126,7 @@ def run_compiled(model: nn.Module, rate: float, images: torch.Tensor, labels: to
 
 def host_and_kernel_ms(bench: Bench) -> dict:
     measured = host_and_kernel_time(bench.run)
-    return dict(host_ms=measured['host_s'] * 1e3, kernel_ms=measured['kernel_s'] * 1e3)
+    return dict(host_ms=measured['host_s'] * 1e3, kernel_ms=measured['kernel_s'] * 1e3, host_ops=measured['host_ops'])
 
 
 def run_model(name: str, rates: List[float], batch: int, img_size: int, repeats: int, warmup: int,
@@ -213,6 +213,11 @@ def markdown(meta: dict, rows: List[dict]) -> str:
     lines.append('|' + '---|' * len(COLUMNS))
     lines += ['| ' + ' | '.join(format_cells(row)) + ' |' for row in rows]
     lines += ['', target_summary(meta, rows)]
+    hosts = [(row, mode) for row in rows for mode in MODES if row[mode].get('host_ops')]
+    if hosts:  # CUDA: where an eager step's host time goes (is ESD's extra host time in its own ops?)
+        lines += ['', 'Host self time of one eager step by operator (torch.profiler, top 8: ms, calls):', '']
+        lines += [f"- {row['model']} b{row['batch']} rate {row['rate']:g} {mode}: " + ', '.join(
+            f"{o['name']} {o['self_ms']:.2f} ({o['calls']})" for o in row[mode]['host_ops']) for row, mode in hosts]
     return '\n'.join(lines) + '\n'
 
 
