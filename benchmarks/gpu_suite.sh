@@ -5,8 +5,15 @@
 #     bash benchmarks/gpu_suite.sh b      # ViT-B b256 MFU (compiled), the engine loader-fed vs in-memory, loader
 # Results go to $OUT (default benchmarks/results) as <benchmark>_cuda*.{json,md}, each with device, versions,
 # date, command and machine load. A benchmark that fails or runs past its limit is reported and the next one runs.
+# Needs the project's dependencies; on a machine without network, put their wheels in .whl/ (git-ignored).
 set -u
 OUT=${OUT:-benchmarks/results}
+if [ -d .whl ]; then  # wheels carried to a bare machine without network (timm >= 1.0.31, mmengine, ...)
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/cosub-site .whl/*.whl \
+        >/dev/null 2>&1 || echo "installing .whl/*.whl failed; running with the installed packages"
+    export PYTHONPATH=/tmp/cosub-site:$PWD
+fi
+export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 status=0
 
