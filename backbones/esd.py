@@ -12,9 +12,8 @@ Speed: at the batch sizes of pretraining a GPU step is bound by the host issuing
 work per branch small and never waits on the device. `keep` comes from the shapes alone (no `.item()`, no
 data-dependent shape); the kept samples of all the branches of all the blocks are drawn with one random and one
 sort kernel per forward pass (`draw_block_permutations`; a block alone draws its own branches at once),
-independently per branch; the gather is `index_select` (one kernel, contiguous
-output, an `index_add` backward instead of the sort-based accumulation of advanced indexing) and the B / keep scale
-is `index_add`'s alpha. Everything traces under torch.compile as one graph (fullgraph=True, static or dynamic
+independently per branch; the gather is `index_select` (one kernel, contiguous output, an `index_add` backward
+instead of the sort-based accumulation of advanced indexing) and the B / keep scale is `index_add`'s alpha. Everything traces under torch.compile as one graph (fullgraph=True, static or dynamic
 batch), where inductor fuses the gathers, the scale and the LayerScale multiply into neighbouring kernels and CUDA
 graphs apply (shapes are static for a given batch).
 """
