@@ -65,6 +65,7 @@ from backbones import create_model, keep_count
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,
                                load_note, matmul_peak, timed, write_results)
 from pretrain.cosub import cosub_loss
+from pretrain.engine.loop import clip_gradients
 
 TAU = {'vit_s': 0.05, 'vit_m': 0.1, 'vit_b': 0.2, 'vit_l': 0.45, 'vit_h': 0.6}
 TIMM_NAMES = {'vit_s': 'deit3_small_patch16_224', 'vit_m': 'deit3_medium_patch16_224',
@@ -100,8 +101,7 @@ class Step:
     def run(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.forward_backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        nn.utils.clip_grads_with_norm_(params, 1.0, nn.utils.get_total_norm([p.grad for p in params]))
+        clip_gradients(self.model.parameters(), 1.0)  # the engine's clip (DeiT III: 1.0)
         self.optimizer.step()
 
     def counted(self) -> dict:

@@ -26,6 +26,16 @@ from .run_dir import append_line, write_atomic
 logger = logging.getLogger('cosub')
 
 
+def clip_gradients(parameters, max_norm: Optional[float]) -> torch.Tensor:
+    """The global gradient norm, and the gradients scaled down to `max_norm` when it is set: the only clip of a
+    step (builders.build_optimizer turns the optimizer's own off). benchmarks/pretrain_step.py steps with it too."""
+    parameters = [p for p in parameters if p.grad is not None]
+    norm = nn.utils.get_total_norm([p.grad for p in parameters])
+    if max_norm:
+        nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    return norm
+
+
 def new_epoch_sums() -> dict:
     """What an epoch's record averages, carried in checkpoints so that a resumed epoch reports all its steps."""
     return dict(loss=0.0, steps=0, bad=0, seen=0, seconds=0.0)
@@ -84,10 +94,7 @@ class TrainingLoop:
             loss = loss.detach() / self.accum_steps
             step_loss = loss if step_loss is None else step_loss + loss
         self.scaler.unscale_(opt)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        grad_norm = nn.utils.get_total_norm(grads)  # the only clip: the optimizer does not clip again (builders)
-        if clip:
-            nn.utils.clip_grads_with_norm_(self.model.parameters(), clip, grad_norm)
+        grad_norm = clip_gradients(self.model.parameters(), clip)
         if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
             grad_norm = grad_norm.full_tensor()
         return step_loss, grad_norm, bad
@@ -149,13 +156,14 @@ class TrainingLoop:
             pending = current
             signum = signum if d.enabled else self.stop.signum  # one process: its own flag, at once
             last = self.step_in_epoch == self.steps_per_epoch
-            if signum or (ckpt_steps and self.step_in_epoch % ckpt_steps == 0) or last:
+            checkpoint_due = bool(ckpt_steps) and self.step_in_epoch % ckpt_steps == 0 and not last
+            if signum or checkpoint_due or last:
                 signum = max(signum, self._finish_step(pending, bar, t0, run_steps))
                 pending = None
             sums['seconds'] += time.time() - t_step
             if signum:  # a step boundary every rank reaches: save the position and stop
                 self._stop_on_signal(signum)
-            if ckpt_steps and self.step_in_epoch % ckpt_steps == 0 and not last:
+            if checkpoint_due:
                 self.save_checkpoint()
         bar.close()
         loss_sum, bad_total, seen_total = all_reduce_sum([sums['loss'] / max(sums['steps'], 1), sums['bad'],

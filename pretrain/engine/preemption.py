@@ -63,11 +63,7 @@ class StopRequest:
 
     def agreed(self, d) -> int:
         """The signal any rank received (0 for none); the same answer on every rank."""
-        if not d.enabled:
-            return self.signum
-        flag = torch.tensor([self.signum], device=d.device if d.device.type == 'cuda' else 'cpu')
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return int(flag.item())
+        return int(self.flag(d).item()) if d.enabled else self.signum
 
 
 def signal_name(signum: int) -> str:
