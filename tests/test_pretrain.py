@@ -36,6 +36,13 @@ def assert_same_weights(a, b, exact=True):
         assert ok, f'{k} differs'
 
 
+def two_processes(argv, script='pretrain/train.py') -> subprocess.CompletedProcess:
+    """`script argv` under torchrun in 2 CPU processes (gloo), one thread each."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                           str(script), *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_cosub_training_runs_and_logs(imagenet_dir, tmp_path):
     cfg = parse(args(imagenet_dir, tmp_path))
     trainer = engine.Trainer(cfg)
@@ -113,8 +120,7 @@ def test_two_processes_equal_one_on_the_same_global_batch(imagenet_dir, tmp_path
     accum = args(imagenet_dir, tmp_path / 'accum', epochs=1, options=options + ['micro_batch_size=4'])
     subprocess.run([sys.executable, 'pretrain/train.py', *one], cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, 'pretrain/train.py', *accum], cwd=ROOT, env=env, check=True, capture_output=True)
-    run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                          'pretrain/train.py', *two], cwd=ROOT, env=env, capture_output=True, text=True)
+    run = two_processes(two)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     ref = weights(tmp_path / 'one' / 'checkpoint.pth')
     assert_same_weights(ref, weights(tmp_path / 'two' / 'checkpoint.pth'), exact=False)
@@ -176,11 +182,8 @@ def test_two_compiled_ddp_processes_equal_one_eager(imagenet_dir, tmp_path):
     """train.compile=True under DDP compiles the DDP-wrapped model (graph split at DDP's buckets): the same
     weights as one eager process on the same global batch."""
     options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0']
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
     main(args(imagenet_dir, tmp_path / 'one', epochs=1, options=options))
-    two = args(imagenet_dir, tmp_path / 'two', epochs=1, options=options + ['train.compile=True'])
-    run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                          'pretrain/train.py', *two], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    run = two_processes(args(imagenet_dir, tmp_path / 'two', epochs=1, options=options + ['train.compile=True']))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     log = (tmp_path / 'two' / 'train.log').read_text()
     assert "model compiled: torch.compile(mode='reduce-overhead'), around DDP" in log
@@ -208,11 +211,8 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(imagenet_dir, tm
     signal during step 1 is read by both ranks after step 2, which both finish before saving at step 3."""
     script = tmp_path / 'signal_rank1.py'
     script.write_text(SIGNAL_ONE_RANK)
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
     out = tmp_path / 'two'
-    run = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                          str(script), *args(imagenet_dir, out, epochs=1)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = two_processes(args(imagenet_dir, out, epochs=1), script=script)
     assert run.returncode != 0, run.stdout[-2000:]  # both ranks exit 143
     ckpt = backbones.load_file(out / 'checkpoint.pth')
     assert (ckpt['epoch'], ckpt['step_in_epoch']) == (0, 3), run.stderr[-2000:]
@@ -366,12 +366,10 @@ def test_fsdp_two_processes_equal_one_and_resume(imagenet_dir, tmp_path):
     imagenet_dir = data
     options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0', 'eval_batch_size=1']
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(ROOT))
-    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                'pretrain/train.py']
     subprocess.run([sys.executable, 'pretrain/train.py', *args(imagenet_dir, tmp_path / 'one', epochs=2, options=options)],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     sharded = args(imagenet_dir, tmp_path / 'fsdp', epochs=2, options=options + ['train.fsdp=True'])
-    run = subprocess.run(torchrun + sharded, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    run = two_processes(sharded)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     ckpt = backbones.load_file(tmp_path / 'fsdp' / 'checkpoint.pth')
     assert ckpt['fsdp'] and ckpt['epoch'] == 2
@@ -379,6 +377,6 @@ def test_fsdp_two_processes_equal_one_and_resume(imagenet_dir, tmp_path):
     assert log[-1]['val_n'] == 7
     assert_same_weights(weights(tmp_path / 'one' / 'checkpoint.pth'), ckpt['model'], exact=False)
     resumed = args(imagenet_dir, tmp_path / 'fsdp', '--resume', epochs=3, options=options + ['train.fsdp=True'])
-    run = subprocess.run(torchrun + resumed, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    run = two_processes(resumed)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert 'resumed from' in run.stdout and backbones.load_file(tmp_path / 'fsdp' / 'checkpoint.pth')['epoch'] == 3
