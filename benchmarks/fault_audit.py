@@ -728,37 +728,34 @@ def convert(a: Audit, path: Path) -> tuple:
     return r, np.array([float(x) for x in m.groups()[1:4]]), np.array([float(x) for x in m.groups()[4:7]])
 
 
+def judge_colours(a: Audit, path: Path, close, expected: str) -> tuple:
+    """The tree's loader on `path`: good when `close(mean RGB)`, a refusal naming the file judged as one."""
+    r, mean, _ = convert(a, path)
+    if mean is None:
+        return refusal(r, path.name)
+    return ('good', f'mean {mean.tolist()}') if close(mean) else \
+        ('wrong-exit-0', f'mean {mean.tolist()} (expected {expected})')
+
+
 @case('loaders', 'a 16-bit grey PNG at mid grey (32768) becomes mid grey (~128), not white')
 def png_16bit(a: Audit):
     path = a.tmp('png16') / 'grey16.png'
     Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(path)
-    r, mean, _ = convert(a, path)
-    if mean is None:
-        return refusal(r, 'grey16.png')
-    return ('good', f'mean {mean.tolist()}') if abs(mean.mean() - 128) < 3 else \
-        ('wrong-exit-0', f'read as mean {mean.tolist()} (expected ~128)')
+    return judge_colours(a, path, lambda mean: abs(mean.mean() - 128) < 3, '~128')
 
 
 @case('loaders', 'a palette PNG: its colours, as the RGB original')
 def png_palette(a: Audit):
     path = a.tmp('palette') / 'p.png'
     Image.new('RGB', (8, 8), (10, 200, 90)).convert('P', palette=Image.ADAPTIVE, colors=4).save(path)
-    r, mean, _ = convert(a, path)
-    if mean is None:
-        return refusal(r, 'p.png')
-    return ('good', f'mean {mean.tolist()}') if np.abs(mean - [10, 200, 90]).max() < 4 else \
-        ('wrong-exit-0', f'mean {mean.tolist()} (expected [10, 200, 90])')
+    return judge_colours(a, path, lambda mean: np.abs(mean - [10, 200, 90]).max() < 4, '[10, 200, 90]')
 
 
 @case('loaders', 'a CMYK JPEG: close to its RGB source')
 def jpeg_cmyk(a: Audit):
     path = a.tmp('cmyk') / 'c.jpg'
     Image.new('RGB', (16, 16), (200, 60, 30)).convert('CMYK').save(path, quality=95)
-    r, mean, _ = convert(a, path)
-    if mean is None:
-        return refusal(r, 'c.jpg')
-    return ('good', f'mean {mean.tolist()}') if np.abs(mean - [200, 60, 30]).max() < 12 else \
-        ('wrong-exit-0', f'mean {mean.tolist()} (expected ~[200, 60, 30])')
+    return judge_colours(a, path, lambda mean: np.abs(mean - [200, 60, 30]).max() < 12, '~[200, 60, 30]')
 
 
 @case('loaders', 'an RGBA PNG: transparent pixels do not show the hidden colour under them (composited on white)')
