@@ -213,3 +213,16 @@ def write_results(out: Path, data: dict, text: str) -> None:
         tmp = path.with_name(path.name + '.tmp')
         tmp.write_text(content)
         os.replace(tmp, path)
+
+
+def report(out: Path, meta: dict, rows: list, markdown: Callable[[dict, list], str], started: float,
+           load_at_start: str) -> dict:
+    """The end of a benchmark run: its wall time and the machine load into `meta`, the markdown report printed,
+    `<out>.json` and `<out>.md` written (write_results)."""
+    meta['wall_s'] = round(time.perf_counter() - started, 1)
+    meta['notes'].append(f'machine load: at the start {load_at_start}; at the end {load_note()}')
+    text = markdown(meta, rows)
+    print('\n' + text)
+    write_results(out, dict(meta=meta, results=rows), text)
+    print(f'wrote {out}.json and {out}.md')
+    return dict(meta=meta, results=rows)

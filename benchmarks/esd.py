@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import timm
 from backbones import create_model, effective_drop_rate, is_model, keep_count, set_stochastic_depth
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,
-                               load_note, timed, write_results)
+                               load_note, report, timed)
 
 MODES = ('mask', 'esd')
 CPU_IMG_SIZE = {'vit_l': 112, 'vit_h': 112}  # the default CPU run: about 90 TFLOP, ~10 min on 2 idle cores
@@ -314,15 +314,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                           compile_rates if (name, batch) in compile_runs else [], scope, compile_mode)
         if cuda:
             torch.cuda.empty_cache()
-    meta['wall_s'] = round(time.perf_counter() - started, 1)
-    notes.append(f'machine load: at the start {load_at_start}; at the end {load_note()}')
-
-    text = markdown(meta, rows)
-    print('\n' + text)
     out = Path(args.out or ROOT / 'benchmarks' / 'results' / f'esd_{device.type}')
-    write_results(out, dict(meta=meta, results=rows), text)
-    print(f'wrote {out}.json and {out}.md')
-    return dict(meta=meta, results=rows)
+    return report(out, meta, rows, markdown, started, load_at_start)
 
 
 if __name__ == '__main__':

@@ -63,7 +63,7 @@ from timm.optim import create_optimizer_v2
 
 from backbones import create_model, keep_count
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,
-                               load_note, matmul_peak, timed, write_results)
+                               load_note, matmul_peak, report, timed)
 from pretrain.cosub import cosub_loss
 from pretrain.engine.loop import clip_gradients
 
@@ -345,14 +345,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if cuda:
             torch.cuda.empty_cache()
         torch._dynamo.reset()  # the next model's compiled entries start afresh (the on-disk caches stay)
-    meta['wall_s'] = round(time.perf_counter() - started, 1)
-    notes.append(f'machine load: at the start {load_at_start}; at the end {load_note()}')
-    text = markdown(meta, rows)
-    print('\n' + text)
     out = Path(args.out or ROOT / 'benchmarks' / 'results' / f'pretrain_step_{device.type}')
-    write_results(out, dict(meta=meta, results=rows), text)
-    print(f'wrote {out}.json and {out}.md')
-    return dict(meta=meta, results=rows)
+    return report(out, meta, rows, markdown, started, load_at_start)
 
 
 if __name__ == '__main__':
