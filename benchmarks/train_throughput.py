@@ -161,7 +161,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         'data.repeated_aug': 1, 'data.index_cache': str(root / 'index-cache'), 'train.compile': args.compile,
         'schedule.warmup_epochs': 0, **({'train.compile_mode': args.compile_mode} if args.compile_mode else {})})
     trainer = Trainer(cfg)
-    print(f"{opts['model']} {opts['input_size']}px, batch {opts['batch']}, cosub {cfg.cosub.enabled}, "
+    print(f"{opts['model']} {opts['input_size']}px, batch {opts['batch']}, method {cfg.method}, "
           f"{opts['workers']} workers, {device}{', compiled' if args.compile else ''}", flush=True)
     fed = timed_epoch(trainer, opts['warmup'])
     print(f"loader-fed: {fed['img_per_s']} img/s ({fed['step_ms']} ms/step)", flush=True)
@@ -190,7 +190,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     meta = dict(device=torch.cuda.get_device_name() if device.startswith('cuda') else 'CPU only', cpu=cpu_model(),
                 cores=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
                 config=args.cfg, compile=args.compile, compile_mode=cfg.train.compile_mode if args.compile else None, amp=cfg.train.amp if device.startswith('cuda') else None,
-                cosub=bool(cfg.cosub.enabled), images=images, unique_images=min(args.unique, images),
+                cosub=cfg.method == 'cosub', images=images, unique_images=min(args.unique, images),
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                 command='python -m benchmarks.train_throughput ' + ' '.join(argv if argv is not None else sys.argv[1:]),
                 wall_s=round(time.perf_counter() - wall, 1), **opts, **versions())

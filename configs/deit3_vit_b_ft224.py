@@ -3,4 +3,4 @@
 _base_ = ['./_base_/finetune_224.py']
 model = dict(name='vit_b', drop_path_rate=0.2)   # DeiT III 224 fine-tuning command: --drop-path 0.2
 dry_run = dict(gpus=8)                          # the command's GPU count
-cosub = dict(enabled=False)                          # the baseline
+method = 'baseline'                                  # the baseline

@@ -3,4 +3,4 @@
 _base_ = ['./_base_/finetune_224.py']
 model = dict(name='vit_h', drop_path_rate=0.55)   # DeiT III 224 fine-tuning command: --drop-path 0.55 (--batch 32 --node 2 --gpu 8)
 dry_run = dict(gpus=16)                          # the command's GPU count
-cosub = dict(enabled=False)                          # the baseline
+method = 'baseline'                                  # the baseline

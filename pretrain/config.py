@@ -78,7 +78,8 @@ def find_config(name: str, task: str = 'pretrain') -> Path:
 FLAG_KEYS = {
     'data_path': 'data.path', 'output_dir': 'output_dir', 'epochs': 'epochs', 'batch_size': 'batch_size',
     'model': 'model.name', 'input_size': 'input_size', 'device': 'device', 'finetune': 'finetune',
-    'resume': 'resume', 'seed': 'seed', 'num_workers': 'data.num_workers',
+    'resume': 'resume', 'seed': 'seed', 'num_workers': 'data.num_workers', 'method': 'method',
+    'teacher': 'kd.teacher', 'teacher_model': 'kd.teacher_model',
 }
 
 
@@ -103,7 +104,12 @@ COMMON_FLAGS = [
     _flag('--device', help="'cuda', 'cpu' or 'auto' (default)"),
     _flag('--seed', type=int),
     _flag('--num-workers', type=int),
-    _flag('--no-cosub', action='store_true', help='train the DeiT III baseline (no co-training)'),
+    _flag('--no-cosub', action='store_true', help='train the DeiT III baseline (no co-training): --method baseline'),
+    _flag('--method', help='the training strategy of cosub Table 4: cosub (default), baseline, kd, mean_teacher, '
+                           'cotrain or kd_cosub (pretrain/methods.py)'),
+    _flag('--teacher', help='the pre-trained teacher of --method kd / kd_cosub (a file, hf-hub:<owner>/<repo> or '
+                            'local-dir:<folder>; ours, official DeiT or timm)'),
+    _flag('--teacher-model', help="the teacher's architecture, where its file names none (ours or a timm name)"),
     _flag('--eval', action='store_true', help='only evaluate (--resume or --finetune gives the weights)'),
     _flag('--overwrite', action='store_true',
           help='the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
@@ -131,7 +137,9 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
     if args is not None:
         overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if getattr(args, flag, None) is not None}
         if getattr(args, 'no_cosub', False):
-            overrides['cosub.enabled'] = False
+            if overrides.get('method', 'baseline') != 'baseline':
+                raise ConfigError(f'--no-cosub with --method {overrides["method"]}: give one of them')
+            overrides['method'] = 'baseline'
         if getattr(args, 'eval', False):
             overrides['eval_only'] = True
         if getattr(args, 'allow_pickle', False):
@@ -144,6 +152,12 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
     if cfg.get('loss') is not None:  # BCE with label smoothing silently trains on all-positive targets
         from pretrain.cosub import check_loss_config
         check_loss_config(cfg.loss.type, cfg.loss.label_smoothing)
+    if cfg.get('method') is not None:
+        from pretrain.methods import MethodError, check_method_config
+        try:
+            check_method_config(cfg)
+        except MethodError as e:
+            raise ConfigError(str(e)) from None
     cfg.config_file = str(path)
     return cfg
 

@@ -8,6 +8,11 @@ the same image. Each submodel learns from the label (weight lam) and from the ot
     L = lam * mean_j L(z_j, y) + (1 - lam) * mean_{i != j} L(z_i, sg(z_j))
 
 over the k(k - 1) ordered pairs. With k = 1 and lam = 1 this is the plain DeiT III loss.
+
+The other training strategies of the paper's Table 4 / Figure 2 use the same two terms (pretrain/methods.py):
+knowledge distillation (`kd_loss`: the teacher is a frozen pre-trained model, or the EMA of the weights for the
+mean teacher), co-training of two separate models (`cosub_loss` over their two predictions) and KD + cosub
+(`kd_cosub_loss`).
 """
 from __future__ import annotations
 
@@ -53,6 +58,74 @@ def _distill_loss(student: Tensor, teacher: Tensor, loss: str) -> Tensor:
     return torch.sum(-teacher * F.log_softmax(student, dim=-1), dim=-1).mean()
 
 
+def _check_lam(lam: float) -> None:
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f'lam={lam}: expected a weight in [0, 1]')
+
+
+def _teacher_term(student: Tensor, teacher: Tensor, loss: str, target: str, temperature: float) -> Tensor:
+    """An outside teacher's term: 'soft', its probabilities in the run's loss family (as cosub's submodels: sigmoid
+    for BCE, softmax for CE), both sides at `temperature` and scaled by its square (Hinton et al.; DeiT's
+    --distillation-tau, default 1.0); 'hard', its argmax as a one-hot label (DeiT's hard distillation, the paper's
+    [50]: "combines the predicted label of the teacher with the image label")."""
+    if target == 'hard':
+        return _distill_loss(student, _teacher_target(teacher, loss, soft=False), loss)
+    t = float(temperature)
+    return t * t * _distill_loss(student / t, _teacher_target(teacher / t, loss, soft=True), loss)
+
+
+KD_TARGETS = ('soft', 'hard')
+
+
+def kd_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, lam: float = 0.5, loss: str = 'bce',
+            kd_target: str = 'soft', temperature: float = 1.0) -> Tensor:
+    """Knowledge distillation (Table 4 (b); (c) with the EMA model as teacher), for `logits` (B, C) of the student,
+    `target` (B, C) and `teacher_logits` (B, C) of the teacher on the same augmented images:
+
+        L = lam * L(z, y) + (1 - lam) * L(z, sg(t))
+    """
+    if loss not in LOSSES:
+        raise ValueError(f'loss={loss!r}: expected one of {LOSSES}')
+    if kd_target not in KD_TARGETS:
+        raise ValueError(f'kd target={kd_target!r}: expected one of {KD_TARGETS}')
+    _check_lam(lam)
+    if logits.shape != target.shape or teacher_logits.shape != logits.shape:
+        raise ValueError(f'student logits {tuple(logits.shape)}, targets {tuple(target.shape)} and teacher logits '
+                         f'{tuple(teacher_logits.shape)} differ')
+    z, teacher = logits.float(), teacher_logits.detach().float()
+    return lam * _label_loss(z, target.float(), loss) + (1.0 - lam) * _teacher_term(z, teacher, loss, kd_target,
+                                                                                    temperature)
+
+
+def kd_cosub_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, num_submodels: int = 2,
+                  lam: float = 0.5, loss: str = 'bce', soft: bool = True, kd_target: str = 'soft',
+                  temperature: float = 1.0) -> Tensor:
+    """KD + cosub (Table 4, last row): the pre-trained teacher joins the other submodels as one more teacher of
+    each submodel, with the same weight as each of them:
+
+        L = lam * mean_i L(z_i, y) + (1 - lam) * mean_i [ (sum_{j != i} L(z_i, sg(z_j)) + L(z_i, sg(t))) / k ]
+
+    Why this form: it keeps lam the label/distillation balance of both cosub and KD (lam = 0.5 in Table 4 for
+    both), so lam = 1 is the plain baseline again; with k = 2 each submodel learns half of its distillation from
+    the other submodel and half from the teacher; and it needs no weight the paper does not give.
+    """
+    k = int(num_submodels)
+    if k < 2:
+        raise ValueError(f'num_submodels={num_submodels}: KD + cosub needs at least 2 submodels')
+    if teacher_logits.shape[0] * k != logits.shape[0] or teacher_logits.shape[-1] != logits.shape[-1]:
+        raise ValueError(f'teacher logits {tuple(teacher_logits.shape)} do not match {k} submodels x logits '
+                         f'{tuple(logits.shape)}')
+    _check_lam(lam)
+    teacher = teacher_logits.detach().float()
+    z = logits.float().reshape(k, teacher.shape[0], -1)
+    target = target.float()
+    label = sum(_label_loss(z[i], target, loss) for i in range(k)) / k
+    peers = [_teacher_target(z[j], loss, soft) for j in range(k)]
+    distill = sum(sum(_distill_loss(z[i], peers[j], loss) for j in range(k) if j != i)
+                  + _teacher_term(z[i], teacher, loss, kd_target, temperature) for i in range(k)) / (k * k)
+    return lam * label + (1.0 - lam) * distill
+
+
 def cosub_loss(logits: Tensor, target: Tensor, *, num_submodels: int = 2, lam: float = 0.5, loss: str = 'bce',
                soft: bool = True) -> Tensor:
     """cosub loss for `logits` (k*B, C) of the batch repeated k times and `target` (B, C) of the unique samples.
@@ -62,8 +135,7 @@ def cosub_loss(logits: Tensor, target: Tensor, *, num_submodels: int = 2, lam: f
     """
     if loss not in LOSSES:
         raise ValueError(f'loss={loss!r}: expected one of {LOSSES}')
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f'lam={lam}: expected a weight in [0, 1]')
+    _check_lam(lam)
     k = int(num_submodels)
     if k < 1 or (k == 1 and lam != 1.0):
         raise ValueError(f'num_submodels={num_submodels} with lam={lam}: co-training needs at least 2 submodels '

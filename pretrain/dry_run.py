@@ -96,10 +96,13 @@ def measured_step(path: Optional[Path] = None) -> Optional[List[dict]]:
     return out or None
 
 
-def _step_kind(cfg) -> str:
-    if not cfg.cosub.enabled:
-        return 'baseline'
-    return 'cosub_esd' if cfg.model.get('drop_path_mode') == 'esd' else 'cosub_mask'
+def _step_kind(cfg) -> tuple:
+    """The measured step kind a method's step is estimated from, and Figure 2's compute ratio over it (the
+    teacher's or the EMA's forward pass, a third of a training step; co-training's second model)."""
+    cosub = 'cosub_esd' if cfg.model.get('drop_path_mode') == 'esd' else 'cosub_mask'
+    return {'baseline': ('baseline', 1.0), 'cosub': (cosub, 1.0), 'kd': ('baseline', 4 / 3),
+            'mean_teacher': ('baseline', 4 / 3), 'cotrain': ('baseline', 2.0),
+            'kd_cosub': (cosub, 1.0 + 1 / 6)}[cfg.method]   # cosub's step is ~2 plain steps: + 1/3 of one
 
 
 def _fmt_int(n) -> str:
@@ -115,7 +118,9 @@ def dry_run(cfg) -> str:
     gpus = int(cfg.dry_run.gpus)
     global_batch = int(cfg.batch_size)
     micro, accum = split_global_batch(global_batch, gpus, cfg.get('micro_batch_size'))
-    k = int(cfg.cosub.num_submodels) if cfg.cosub.enabled else 1
+    from pretrain.methods import PAPER_COST, build_method
+    method = build_method(cfg)
+    k = method.copies
     o = cfg.optimizer
     lr = learning_rate(o, global_batch)
     if o.get('lr'):
@@ -142,10 +147,10 @@ def dry_run(cfg) -> str:
     lines = [
         f'config            {cfg.get("config_file", "?")}',
         model_line,
-        f'cosub             ' + (f'{k} submodels, lambda {cfg.cosub.lam:g}, {"soft" if cfg.cosub.soft else "hard"}'
-                                 f' targets, loss {cfg.loss.type}' if cfg.cosub.enabled
-                                 else f'off (baseline), loss {cfg.loss.type}')
-        + f', label smoothing {cfg.loss.label_smoothing:g}',
+        f'method            {method.describe()}; loss {cfg.loss.type}, label smoothing '
+        f'{cfg.loss.label_smoothing:g}',
+        'method cost       x{} weights, x{} optimizer state, x{} compute of the baseline (Figure 2)'.format(
+            *PAPER_COST[cfg.method]),
         f'optimizer         {o.type}, weight decay {o.weight_decay:g}, layer decay {o.get("layer_decay")}',
         f'learning rate     {lr:.4g} = {lr_rule}',
         f'GPUs              {gpus} (dry_run.gpus)',
@@ -181,7 +186,7 @@ def _cost_line(cfg, name: Optional[str], k: int, total_steps: Optional[int], glo
         return f'GPU-hours         no measured step time ({where} not found; run python -m benchmarks.pretrain_step on a GPU)'
     if not name or total_steps is None:
         return 'GPU-hours         unknown (needs the model name and data.num_train_images)'
-    kind = _step_kind(cfg)
+    kind, compute = _step_kind(cfg)
     usable = [r for r in rows if kind in r['speeds']]
     if not usable:
         return f'GPU-hours         no measured {kind!r} step in {where}'
@@ -195,9 +200,11 @@ def _cost_line(cfg, name: Optional[str], k: int, total_steps: Optional[int], glo
         costs = {id(r): cost(r) for r in usable}
         ref = min(usable, key=lambda r: abs(math.log(costs[id(r)] / flops)))
         ratio = flops / costs[id(ref)]
-    img_per_s = ref['speeds'][kind] / ratio
+    img_per_s = ref['speeds'][kind] / ratio / compute
     images = total_steps * global_batch
     hours = images / img_per_s / 3600.0
     scaled = '' if ratio == 1.0 else f', scaled by forward FLOPs x{ratio:.3g}'
+    if compute != 1.0:
+        scaled += f', x{compute:.3g} for {cfg.method} (Figure 2, not measured)'
     return (f'GPU-hours         {hours:,.0f} ({_fmt_int(images)} images at {img_per_s:,.0f} img/s per GPU, '
             f'{kind} step of {ref["model"]}@{ref["img_size"]} measured in {where}{scaled})')

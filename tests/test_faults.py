@@ -108,11 +108,11 @@ def test_signal_mid_epoch_saves_and_resume_equals_uninterrupted(reference, tmp_p
     sent = []
     real_loss = Trainer._loss
 
-    def signal_during_step(self, logits, targets):
+    def signal_during_step(self, logits, targets, teacher):
         if (self.epoch, self.step_in_epoch) == (0, 2) and not sent:
             os.kill(os.getpid(), signum)
             sent.append(time.time())
-        return real_loss(self, logits, targets)
+        return real_loss(self, logits, targets, teacher)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(Trainer, '_loss', signal_during_step)
         with pytest.raises(SystemExit) as e:
@@ -171,8 +171,8 @@ def test_non_finite_loss_keeps_the_last_finite_checkpoint(reference, tmp_path, m
     out = tmp_path / 'nan'
     real_loss = Trainer._loss
 
-    def explode(self, logits, targets):
-        loss = real_loss(self, logits, targets)
+    def explode(self, logits, targets, teacher):
+        loss = real_loss(self, logits, targets, teacher)
         return loss * float('nan') if (self.epoch, self.step_in_epoch) == (1, 2) else loss
     monkeypatch.setattr(Trainer, '_loss', explode)
     with pytest.raises(SystemExit) as e:

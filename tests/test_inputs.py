@@ -71,7 +71,7 @@ def test_wrong_types_name_the_key_and_the_type(capsys):
     line = cli_error(capsys, '--cfg-options', 'epochs=abc')
     assert "epochs='abc': expected an integer (the config has epochs=800)" in line
     assert 'expected an integer' in cli_error(capsys, '--cfg-options', 'batch_size=2.5')
-    assert 'expected true or false' in cli_error(capsys, '--cfg-options', 'cosub.enabled=1')
+    assert 'expected true or false' in cli_error(capsys, '--cfg-options', 'cosub.soft=1')
     assert 'expected a list of numbers' in cli_error(capsys, '--cfg-options', 'data.train_transform.rrc_scale=[a,b]')
     assert "invalid int value: 'abc'" in cli_error(capsys, '--epochs', 'abc')  # the flag: argparse's own check
 

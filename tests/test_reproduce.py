@@ -133,8 +133,8 @@ def test_finetune_and_baseline_recipes():
     official = {'s': (4e-3, 224), 'b': (3e-3, 192), 'l': (3e-3, 192), 'h': (3e-3, 154)}
     for k, (lr, size) in official.items():
         cfg = load_config(CONFIGS / f'deit3_vit_{k}.py')
-        assert (cfg.optimizer.base_lr, cfg.optimizer.weight_decay, cfg.input_size, cfg.cosub.enabled) == \
-            (lr, 0.05, size, False)
+        assert (cfg.optimizer.base_lr, cfg.optimizer.weight_decay, cfg.input_size, cfg.method) == \
+            (lr, 0.05, size, 'baseline')
     assert load_config(CONFIGS / 'vit_b.py').optimizer.eps == 1e-8  # DeiT III --opt-eps
     long = load_config(CONFIGS / 'vit_l_in21k_270ep.py')
     assert (long.epochs, long.model.drop_path_rate) == (270, pytest.approx(0.35))

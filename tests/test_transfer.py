@@ -403,7 +403,7 @@ def test_configs_follow_the_recipes():
         c = cfgs[name]
         assert c.data.type == name and c.input_size == 224 and c.data.eval_crop_ratio == 1.0
         inat = name.startswith('inat')
-        assert c.cosub.enabled and c.loss.type == 'ce' and c.optimizer.type == ('adamw' if inat else 'sgd')
+        assert c.method == 'cosub' and c.loss.type == 'ce' and c.optimizer.type == ('adamw' if inat else 'sgd')
         assert c.epochs == (360 if inat else 1000) and c.batch_size == 768
         # the authors' answers: deit issue 105 for iNat (AdamW 7.5e-5, wd 0.05), issue 45 for the small sets
         # (SGD 0.01, wd 1e-4, no stochastic depth: cosub keeps 0.05, supplement B.1)

@@ -4,7 +4,7 @@
 # recipe (LAMB, BCE, smoothing 0, mixup 0.8 + cutmix 1.0, repeated augmentation, 3-Augment + RRC, jitter 0.3,
 # 5 warm-up epochs from 1e-6, 800 epochs, global batch 2048 = 256 x 8 GPUs or 64 x 32 GPUs).
 _base_ = ['./deit3_in1k.py']
-cosub = dict(enabled=False)      # the supervised baseline (equivalently --no-cosub)
+method = 'baseline'              # the supervised baseline (equivalently --no-cosub or --method baseline)
 optimizer = dict(
     base_lr=3e-3,                # --lr 3e-3 --unscale-lr (the LR as given, at the batch of 2048); 4e-3 for ViT-S
     weight_decay=0.05,           # --weight-decay 0.05 (the cosub recipe uses 0.02)

@@ -30,7 +30,28 @@ data = dict(
 )
 mixup = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode='batch')
 loss = dict(type='bce', label_smoothing=0.0)   # BCE on ImageNet-1k (supplement A.1; DeiT III --bce-loss --smoothing 0.0)
-cosub = dict(enabled=True, num_submodels=2, lam=0.5, soft=True)
+# The training strategy (cosub Table 4 / Figure 2; pretrain/methods.py), --method: 'cosub' (e), 'baseline' (a, the
+# DeiT III recipe alone; --no-cosub), 'kd' (b), 'mean_teacher' (c), 'cotrain' (d), 'kd_cosub' (b)+(e).
+method = 'cosub'
+cosub = dict(num_submodels=2,    # eq. 2: two submodels per image (appendix D: more)
+             lam=0.5,            # eq. 2 lambda; Table 5: 0.5 is cosub (the official code's fixed 1/4 weights)
+             soft=True)          # the other submodel's probabilities (the official code), not its argmax
+# (b) KD: "the same lambda = 0.5 and same hyper-parameters as in DeiT III" (Table 4 caption). Neither the paper nor
+# the official commands name the teacher: --teacher CHECKPOINT [--teacher-model NAME].
+kd = dict(teacher=None,          # --teacher: a file, hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>
+          teacher_model=None,    # --teacher-model: its architecture where the file names none (ours, or timm's)
+          lam=0.5,               # Table 4 caption
+          target='soft',         # 'soft' (Figure 2 (b): "a teacher provides a (soft) target") or 'hard' (DeiT's
+                                 # hard distillation, the paper's [50]: the teacher's argmax as a second label)
+          temperature=1.0)       # DeiT main.py --distillation-tau default
+# (c) mean teacher: the EMA of the weights (Tarvainen & Valpola, the paper's [49]) gives the soft target.
+# The paper "performs a small grid-search" for the EMA (Table 4 caption) without giving it; ours starts at DeiT
+# main.py's --model-ema-decay 0.99996. The grid we suggest (horizons of 1k to 25k steps; 625 steps per epoch at
+# batch 2048): --cfg-options mean_teacher.decay=0.999 / 0.9996 / 0.9999 / 0.99996
+mean_teacher = dict(lam=0.5,     # Table 4 caption
+                    decay=0.99996)
+# (d) co-training of two models with their own initialisation and optimizer state.
+cotrain = dict(lam=0.5)          # Table 4 caption
 optimizer = dict(
     type='lamb',
     lr=None,                     # None: base_lr * sqrt(batch_size / base_batch_size)  (eq. A.1)

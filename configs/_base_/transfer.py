@@ -44,7 +44,7 @@ data = dict(
 )
 mixup = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode='batch')
 loss = dict(type='ce', label_smoothing=0.1)
-cosub = dict(enabled=True, num_submodels=2, lam=0.5, soft=True)
+method = 'cosub'             # Table 14 fine-tunes with cosub (--no-cosub: the baseline)
 optimizer = dict(
     _delete_=True,
     type='sgd',              # deit issue 45: SGD (timm's 'sgd': momentum with Nesterov, as DeiT's main.py --opt sgd)

@@ -9,6 +9,7 @@ import torch.distributed as dist
 
 import backbones
 
+from .. import methods
 from .errors import TrainingError
 from .rng import get_rng_state, set_rng_state
 
@@ -36,9 +37,12 @@ class Checkpointing:
         else:
             per_rank = [mine]
         model, optimizer = self._state_dicts()
+        # 'model' is the run's model (what every loader reads); the method adds its own (peer_model, model_ema, the
+        # teacher's identity)
         return dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
                     model_name=self.cfg.model.name, num_classes=self.num_classes, img_size=self.cfg.input_size,
-                    model=model, optimizer=optimizer, fsdp=self.fsdp, scaler=self.scaler.state_dict(),
+                    **self.method.split_model_state(model), **self.method.state_dict(),
+                    optimizer=optimizer, fsdp=self.fsdp, scaler=self.scaler.state_dict(),
                     epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                     best_top1=self.best_top1, world_size=self.d.world_size, rng=[r['rng'] for r in per_rank],
                     epoch_sums=[r['epoch_sums'] for r in per_rank], config=self.cfg.to_dict())
@@ -58,7 +62,8 @@ class Checkpointing:
         if self.d.is_main:
             backbones.save_file(dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
                                      model_name=self.cfg.model.name, num_classes=self.num_classes,
-                                     img_size=self.cfg.input_size, model=model, epoch=self.epoch,
+                                     img_size=self.cfg.input_size, **self.method.split_model_state(model),
+                                     **self.method.state_dict(), epoch=self.epoch,
                                      val_top1=self.best_top1, config=self.cfg.to_dict()),
                                 self.output_dir / 'checkpoint_best.pth')
 
@@ -78,17 +83,23 @@ class Checkpointing:
         if ckpt.get('img_size') not in (None, cfg.input_size):
             raise TrainingError(f'{path} was trained at input size {ckpt["img_size"]}, this run uses '
                                 f'{cfg.input_size}; pass --input-size {ckpt["img_size"]}')
+        trained_with = methods.method_of(ckpt.get('config')) if isinstance(ckpt, dict) else None
+        if ckpt.get('format') == backbones.checkpoint.FORMAT and 'config' in ckpt and trained_with != cfg.method:
+            raise methods.MethodError(f'{path} was trained with method {trained_with}; resume or evaluate it with '
+                                      f'--method {trained_with} (its weights load anywhere with --finetune)')
         if ckpt.get('format') != backbones.checkpoint.FORMAT or 'optimizer' not in ckpt:
             # weights only (e.g. an official DeiT III file): evaluate or fine-tune from them, every tensor filled
             backbones.checkpoint.load_into(self.model, ckpt, str(path), strict=True)
             logger.info('--resume %s holds weights only; training state starts fresh', path)
             return
+        model_state = self.method.join_model_state(ckpt, path)
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
                                                                  set_optimizer_state_dict)
-            set_model_state_dict(self.model, ckpt['model'], options=StateDictOptions(full_state_dict=True))
+            set_model_state_dict(self.model, model_state, options=StateDictOptions(full_state_dict=True))
         else:
-            backbones.checkpoint.load_into(self.model, ckpt, str(path), strict=True)
+            backbones.checkpoint.load_into(self.model, dict(model=model_state), str(path), strict=True)
+        self.method.load_state_dict(ckpt, path)  # the EMA, the teacher's identity
         if self.eval_only:
             logger.info('evaluating %s (epoch %d)', path, ckpt['epoch'])
             return

@@ -44,7 +44,7 @@ def run_command(cfg, prepare: Optional[Callable] = None) -> dict:
     except OutputDirError as e:
         fail(str(e), e.exit_code)
     except (TrainingError, DataError, CheckpointError, ValueError) as e:
-        fail(str(e))
+        fail(str(e), getattr(e, 'exit_code', 1))  # 2 for settings refused before anything ran (methods.MethodError)
     except OSError as e:
         if e.errno in UNWRITABLE:
             fail(unwritable_message(e))

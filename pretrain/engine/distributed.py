@@ -84,6 +84,8 @@ def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mod
         from torch.distributed.fsdp import fully_shard
         for block in stochastic_depth_blocks(model):
             fully_shard(block)
+        for member in getattr(model, 'models', ()):  # co-training's two models: each evaluated on its own
+            fully_shard(member)
         fully_shard(model)
     if d.enabled and not fsdp:
         ids = [d.local_rank] if d.device.type == 'cuda' else None

@@ -17,11 +17,13 @@ class Evaluation:
     """Trainer methods that evaluate the model."""
 
     @torch.no_grad()
-    def evaluate(self, name: str = 'val') -> dict:
+    def evaluate(self, name: str = 'val', model=None) -> dict:
+        """Metrics of `model` (default: the trained model) on the validation set `name`."""
+        model = self.model if model is None else model
         loader = self.val_loaders[name]
         ds = loader.dataset.base
         real = getattr(ds, 'real_labels', None)
-        self.model.eval()
+        model.eval()
         sums = [0.0] * 7  # correct@1, correct@5, loss, n, real correct, real n, unreadable images
         on_device = None  # correct@1, correct@5, loss: summed on the device, read once at the end (no sync per batch)
         first_bad = None
@@ -32,7 +34,7 @@ class Evaluation:
         for batch in tqdm(loader, desc=f'eval {name}', disable=not (self.d.is_main and show_bar()), leave=False):
             images, labels, index, bad_paths = self._to_device(batch)
             with self._autocast():
-                logits = self.model(images)
+                logits = model(images)
             # An unreadable image came as a placeholder: its row is left out of every metric and counted.
             good = [not p for p in bad_paths]
             sums[6] += len(good) - sum(good)
@@ -55,7 +57,7 @@ class Evaluation:
             blank = torch.zeros(1, 3, self.cfg.input_size, self.cfg.input_size, device=self.d.device)
             with self._autocast():
                 for _ in range(int(most.item()) - len(loader)):
-                    self.model(blank)
+                    model(blank)
         if on_device is not None:
             sums[:3] = on_device.tolist()
         c1, c5, loss, n, rc, rn, bad = all_reduce_sum(sums, self.d)
@@ -71,11 +73,12 @@ class Evaluation:
         return out
 
     def evaluate_all(self) -> dict:
+        """Every validation set, for every model the method evaluates: val_top1 for the run's model, and e.g.
+        val_top1_ema (mean teacher) or val_top1_peer (co-training's second model) beside it."""
         record = {}
-        for name in self.val_loaders:
-            for k, v in self.evaluate(name).items():
-                if name == 'val' and k == 'real_top1':
-                    record['real_top1'] = v
-                else:
-                    record[f'{name}_{k}'] = v
+        for suffix, model in self.method.eval_models(self.model).items():
+            for name in self.val_loaders:
+                for k, v in self.evaluate(name, model).items():
+                    key = 'real_top1' if name == 'val' and k == 'real_top1' else f'{name}_{k}'
+                    record[key + suffix] = v
         return record

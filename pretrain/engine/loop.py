@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cosub import cosub_loss
 from ..plots import plot_training_curves
 from .distributed import all_reduce_sum, gradient_sync
 from .errors import TrainingError
@@ -61,12 +60,8 @@ class TrainingLoop:
         onehot = F.one_hot(labels, self.num_classes).float()
         return images, onehot * (1.0 - smoothing) + smoothing / self.num_classes
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        c = self.cfg.cosub
-        if not c.enabled:
-            return cosub_loss(logits, targets, num_submodels=1, lam=1.0, loss=self.cfg.loss.type)
-        return cosub_loss(logits, targets, num_submodels=self.num_submodels, lam=c.lam, loss=self.cfg.loss.type,
-                          soft=c.soft)
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, teacher: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.method.loss(logits, targets, teacher)  # pretrain/methods.py: cosub's, KD's, ...
 
     def _queue_step(self, batches):
         """Queue one optimizer step's micro-batches, backward and clipping without waiting for the device; returns
@@ -81,6 +76,7 @@ class TrainingLoop:
                 bad += 1
                 self.first_bad = self.first_bad or path
             images, targets = self._targets(images, labels)
+            teacher = self.method.teacher_logits(images, self._autocast)  # an outside model's, or None
             if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
                 images = images.repeat(self.num_submodels, 1, 1, 1)
             sync = not d.enabled or micro == self.accum_steps - 1
@@ -89,14 +85,14 @@ class TrainingLoop:
                     torch.compiler.cudagraph_mark_step_begin()
                 with self._autocast():
                     logits = model(images)
-                loss = self._loss(logits, targets)
+                loss = self._loss(logits, targets, teacher)
                 self.scaler.scale(loss / self.accum_steps).backward()
             loss = loss.detach() / self.accum_steps
             step_loss = loss if step_loss is None else step_loss + loss
         self.scaler.unscale_(opt)
-        grad_norm = clip_gradients(self.model.parameters(), clip)
-        if hasattr(grad_norm, 'full_tensor'):  # a DTensor under FSDP
-            grad_norm = grad_norm.full_tensor()
+        norms = [clip_gradients(params, clip) for params in self.method.parameter_sets(self.model)]
+        norms = [n.full_tensor() if hasattr(n, 'full_tensor') else n for n in norms]  # DTensors under FSDP
+        grad_norm = norms[0] if len(norms) == 1 else torch.stack(norms).norm()  # each model clipped on its own
         return step_loss, grad_norm, bad
 
     def _finish_step(self, pending: Optional[PendingStep], bar, t0: float, run_steps: int) -> int:
@@ -147,6 +143,7 @@ class TrainingLoop:
             values = [step_loss, grad_norm] + ([self.stop.flag(d)] if d.enabled else [])
             self.scaler.step(opt)
             self.scaler.update()
+            self.method.after_step(self.model, self.global_step + 1)  # e.g. the mean teacher's EMA
             current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], values, bad)
             self.global_step += 1
             self.step_in_epoch = step + 1
@@ -234,9 +231,9 @@ class TrainingLoop:
             best = [self.best_top1]
             torch.distributed.broadcast_object_list(best, src=0)
             self.best_top1 = best[0]
-        logger.info('training %d epochs x %d steps from epoch %d (%d images, %d classes, cosub %s)', cfg.epochs,
+        logger.info('training %d epochs x %d steps from epoch %d (%d images, %d classes), method %s', cfg.epochs,
                     self.steps_per_epoch, self.epoch, len(self.splits.train), self.num_classes,
-                    f'{self.num_submodels} submodels, lambda {cfg.cosub.lam}' if cfg.cosub.enabled else 'off')
+                    self.method.describe())
         record = {}
         try:
             while self.epoch < cfg.epochs:

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from .. import data as data_lib
+from .. import methods as methods_lib
 from ..augment import augment
 from . import builders
 from .checkpointing import Checkpointing
@@ -27,6 +28,7 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
 
     def __init__(self, cfg, splits: Optional[data_lib.Splits] = None):
         self.cfg = cfg
+        self.method = methods_lib.build_method(cfg)  # the Table 4 strategy: loss, outside models, extra state
         self.d = init_distributed(cfg.device)
         self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
         self.eval_only = bool(cfg.eval_only)
@@ -45,13 +47,14 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
         self.num_classes = self.splits.num_classes
         self._setup_batching()
         seed_all(cfg.seed)  # same initial weights on every rank
-        self.model = builders.build_model(cfg, self.num_classes, self.eval_only)
+        self.model = self.method.build_model(lambda: builders.build_model(cfg, self.num_classes, self.eval_only))
         builders.check_esd_batch(self.model, self.micro_batch, self.num_submodels)
         seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
         self.model.to(self.d.device)
         self.fsdp = bool(cfg.train.fsdp) and self.d.enabled
         self.compiled = bool(cfg.train.compile)
         self.train_model = wrap_model(self.model, self.d, self.fsdp, self.compiled, cfg.train.compile_mode)
+        self.method.setup(self)  # the teacher or the EMA, on the device
         self.optimizer, self.base_lr = builders.build_optimizer(self.model, cfg.optimizer, self.global_batch, self.d,
                                                                 self.micro_batch, self.accum_steps)
         self.scheduler = None if self.eval_only else builders.build_scheduler(self.optimizer, cfg,
@@ -72,7 +75,7 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
         self.global_batch = int(cfg.batch_size)
         self.micro_batch, self.accum_steps = split_global_batch(self.global_batch, self.d.world_size,
                                                                 cfg.micro_batch_size)
-        self.num_submodels = int(cfg.cosub.num_submodels) if cfg.cosub.enabled else 1
+        self.num_submodels = self.method.copies  # rows per image in the forward pass
         if self.splits.train is not None and not self.eval_only:
             self.steps_per_epoch = len(self.splits.train) // self.global_batch
             if self.steps_per_epoch == 0:
