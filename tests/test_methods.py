@@ -1,0 +1,227 @@
+"""The training strategies of cosub Table 4 (pretrain/methods.py): each loss against its formula written out by
+hand, the frozen teacher, exact resume of the mean teacher and of co-training, every method training on a
+generated ImageNet folder, and the refusals."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import backbones
+from pretrain import engine
+from pretrain.cosub import cosub_loss, kd_cosub_loss, kd_loss
+from pretrain.config import parse
+from pretrain.methods import METHODS, PAPER_COST
+from pretrain.train import train as main
+
+from test_cosub import bce, ce
+from test_pretrain import Crash, args, assert_same_weights, two_processes, weights
+
+
+@pytest.fixture
+def logits():
+    g = torch.Generator().manual_seed(1)
+    z1, z2, t = (torch.randn(4, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    target = torch.tensor([[0.7, 0.3, 0, 0, 0], [0, 1.0, 0, 0, 0], [0, 0, 0.4, 0, 0.6], [0, 0, 0, 1.0, 0]],
+                          dtype=torch.float64)
+    return z1, z2, t, target
+
+
+def test_kd_soft_bce(logits):
+    z, _, t, y = logits
+    expected = 0.3 * bce(z, (y > 0).double()) + 0.7 * bce(z, torch.sigmoid(t))
+    assert math.isclose(kd_loss(z, y, t, lam=0.3, loss='bce').item(), expected.item(), rel_tol=1e-6)
+
+
+def test_kd_soft_ce_with_temperature(logits):
+    z, _, t, y = logits
+    T = 2.0
+    expected = 0.5 * ce(z, y) + 0.5 * T * T * ce(z / T, torch.softmax(t / T, -1))
+    got = kd_loss(z, y, t, loss='ce', temperature=T)
+    assert math.isclose(got.item(), expected.item(), rel_tol=1e-6)
+
+
+def test_kd_hard_is_deit_hard_distillation(logits):
+    """DeiT's hard distillation: 1/2 CE(z, y) + 1/2 CE(z, argmax t)."""
+    z, _, t, y = logits
+    hard = F.one_hot(t.argmax(-1), 5).double()
+    expected = 0.5 * ce(z, y) + 0.5 * F.cross_entropy(z, t.argmax(-1))
+    assert math.isclose(kd_loss(z, y, t, loss='ce', kd_target='hard').item(), expected.item(), rel_tol=1e-6)
+    assert math.isclose(ce(z, hard).item(), F.cross_entropy(z, t.argmax(-1)).item(), rel_tol=1e-6)
+
+
+def test_kd_gives_the_teacher_no_gradient(logits):
+    z, _, t, y = (x.clone().requires_grad_() for x in logits)
+    kd_loss(z, y, t, loss='ce').backward()
+    assert t.grad is None and z.grad is not None
+
+
+def test_kd_cosub_formula(logits):
+    """Each submodel learns from the label (lam) and, with equal weights, from the other submodel and the teacher."""
+    z1, z2, t, y = logits
+    yb = (y > 0).double()
+    lam = 0.4
+    expected = lam * (bce(z1, yb) + bce(z2, yb)) / 2 + (1 - lam) * (
+        (bce(z1, torch.sigmoid(z2)) + bce(z1, torch.sigmoid(t))) / 2
+        + (bce(z2, torch.sigmoid(z1)) + bce(z2, torch.sigmoid(t))) / 2) / 2
+    got = kd_cosub_loss(torch.cat([z1, z2]), y, t, lam=lam, loss='bce')
+    assert math.isclose(got.item(), expected.item(), rel_tol=1e-6)
+    # lam = 1: the plain baseline on both submodels
+    assert math.isclose(kd_cosub_loss(torch.cat([z1, z2]), y, t, lam=1.0, loss='ce').item(),
+                        ((ce(z1, y) + ce(z2, y)) / 2).item(), rel_tol=1e-6)
+
+
+def test_co_training_loss_is_cosub_over_two_models(imagenet_dir, tmp_path):
+    """The pair stacks its models' logits (first model's rows first): cosub's loss over them is co-training's."""
+    trainer = engine.Trainer(parse(args(imagenet_dir, tmp_path, '--method', 'cotrain', epochs=1)))
+    pair = trainer.model
+    x = torch.randn(3, 3, 32, 32)
+    pair.eval()
+    za, zb = pair.models[0](x), pair.models[1](x)
+    assert torch.equal(pair(x), torch.cat([za, zb]))
+    assert not torch.equal(za, zb)  # two initialisations
+    y = torch.eye(4)[:3]
+    expected = 0.5 * (bce(za, y) + bce(zb, y)) / 2 + 0.5 * (bce(za, torch.sigmoid(zb)) + bce(zb, torch.sigmoid(za))) / 2
+    got = trainer.method.loss(pair(x), y, None)
+    assert math.isclose(got.item(), expected.item(), rel_tol=1e-5)
+    assert cosub_loss(pair(x), y).item() == got.item()
+
+
+@pytest.fixture(scope='module')
+def teacher(imagenet_dir, tmp_path_factory):
+    """A trained checkpoint of the tiny model: the teacher of kd and kd_cosub."""
+    out = tmp_path_factory.mktemp('teacher')
+    main(args(imagenet_dir, out, '--method', 'baseline', epochs=1))
+    return out / 'checkpoint.pth'
+
+
+def test_the_teacher_is_frozen_in_eval_mode_and_never_saved(imagenet_dir, tmp_path, teacher):
+    trainer = engine.Trainer(parse(args(imagenet_dir, tmp_path, '--method', 'kd', '--teacher', str(teacher),
+                                        epochs=1)))
+    t = trainer.method.teacher
+    before = {k: v.clone() for k, v in t.state_dict().items()}
+    modes = []
+    t.register_forward_pre_hook(lambda m, inp: modes.append((m.training, torch.is_grad_enabled())))
+    trainer.fit()
+    assert modes and set(modes) == {(False, False)}  # eval mode, no graph, at every step
+    assert all(not p.requires_grad and p.grad is None for p in t.parameters())
+    assert_same_weights(before, t.state_dict())
+    opt_params = {id(p) for g in trainer.optimizer.param_groups for p in g['params']}
+    assert not opt_params & {id(p) for p in t.parameters()}
+    ckpt = backbones.load_file(tmp_path / 'checkpoint.pth')
+    assert ckpt['teacher']['source'] == str(teacher) and len(ckpt['teacher']['sha256']) == 64
+    assert set(ckpt['model']) == set(weights(teacher))  # the student's weights only: no teacher tensors
+
+
+@pytest.mark.parametrize('method', sorted(METHODS))
+def test_every_method_trains_on_an_imagenet_folder(imagenet_dir, tmp_path, teacher, method):
+    extra = ['--teacher', str(teacher)] if method in ('kd', 'kd_cosub') else []
+    record = main(args(imagenet_dir, tmp_path, '--method', method, *extra, epochs=1,
+                       options=('mean_teacher.decay=0.5',)))
+    assert math.isfinite(record['train_loss']) and 0 <= record['val_top1'] <= 100
+    ckpt = backbones.load_file(tmp_path / 'checkpoint.pth')
+    assert ckpt['config']['method'] == method
+    assert ('model_ema' in ckpt) == (method == 'mean_teacher') and ('peer_model' in ckpt) == (method == 'cotrain')
+    assert ('val_top1_ema' in record) == (method == 'mean_teacher')
+    assert ('val_top1_peer' in record) == (method == 'cotrain')
+    assert method in PAPER_COST
+
+
+def _crash_resume(imagenet_dir, tmp_path, monkeypatch, *extra, options=()):
+    """N epochs straight, and k = 1 epoch + a crash + a resume for the other N - k: the same checkpoint."""
+    straight, broken = tmp_path / 'straight', tmp_path / 'broken'
+    main(args(imagenet_dir, straight, *extra, epochs=3, options=options))
+    real_epoch = engine.Trainer.train_one_epoch
+
+    def crash_in_second_epoch(self):
+        if self.epoch == 1:
+            raise Crash('node failure')
+        return real_epoch(self)
+    with monkeypatch.context() as m, pytest.raises(Crash):
+        m.setattr(engine.Trainer, 'train_one_epoch', crash_in_second_epoch)
+        main(args(imagenet_dir, broken, *extra, epochs=3, options=options))
+    main(args(imagenet_dir, broken, *extra, '--resume', epochs=3, options=options))
+    a, b = backbones.load_file(straight / 'checkpoint.pth'), backbones.load_file(broken / 'checkpoint.pth')
+    log = [json.loads(x) for x in (broken / 'log.jsonl').read_text().splitlines()]
+    return a, b, log
+
+
+def test_mean_teacher_resumes_exactly(imagenet_dir, tmp_path, monkeypatch):
+    a, b, log = _crash_resume(imagenet_dir, tmp_path, monkeypatch, '--method', 'mean_teacher',
+                              options=('mean_teacher.decay=0.9',))
+    assert_same_weights(a['model'], b['model'])
+    assert_same_weights(a['model_ema'], b['model_ema'])
+    assert not all(torch.equal(a['model'][k], a['model_ema'][k]) for k in a['model'])  # a real average
+    assert [r['epoch'] for r in log] == [0, 1, 2] and all('val_top1_ema' in r for r in log)
+
+
+def test_co_training_resumes_exactly(imagenet_dir, tmp_path, monkeypatch):
+    a, b, log = _crash_resume(imagenet_dir, tmp_path, monkeypatch, '--method', 'cotrain')
+    assert_same_weights(a['model'], b['model'])
+    assert_same_weights(a['peer_model'], b['peer_model'])
+    assert a['model'].keys() == a['peer_model'].keys()
+    assert all('val_top1_peer' in r for r in log)
+    # the first model is an ordinary checkpoint of the architecture
+    model = backbones.create_model('vit_t', num_classes=4, img_size=32, embed_dim=32, depth=2, num_heads=2,
+                                   patch_size=8)
+    assert backbones.load_checkpoint(model, tmp_path / 'straight' / 'checkpoint.pth', strict=True).ok
+
+
+def test_co_training_in_two_processes_equals_one(imagenet_dir, tmp_path):
+    """DDP over the pair: the same two models as one process (deterministic: no drop path, no mixup)."""
+    options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0']
+    main(args(imagenet_dir, tmp_path / 'one', '--method', 'cotrain', epochs=1, options=options))
+    run = two_processes(args(imagenet_dir, tmp_path / 'two', '--method', 'cotrain', epochs=1, options=options))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    one, two = (backbones.load_file(tmp_path / d / 'checkpoint.pth') for d in ('one', 'two'))
+    for key in ('model', 'peer_model'):
+        assert_same_weights(one[key], two[key], exact=False)
+
+
+def refused(capsys, argv, *words):
+    """`pretrain/train.py argv` ends with exit code 2 and one line holding `words` (in this process)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, (e.value.code, err)
+    for w in words:
+        assert w in err[0], err[0]
+
+
+def test_refusals(imagenet_dir, tmp_path, teacher, capsys):
+    refused(capsys, ['--cfg', 'demo', '--method', 'kd', '--dry-run'], '--method kd needs a teacher')
+    refused(capsys, ['--cfg', 'demo', '--method', 'distill', '--dry-run'], "method='distill'", 'cotrain')
+    refused(capsys, ['--cfg', 'demo', '--no-cosub', '--method', 'cotrain', '--dry-run'], '--no-cosub')
+    refused(capsys, ['--cfg', 'demo', '--dry-run', '--cfg-options', 'cosub.num_submodels=0'], 'at least 2 submodels')
+    refused(capsys, ['--cfg', 'demo', '--dry-run', '--method', 'mean_teacher', '--cfg-options',
+                     'mean_teacher.decay=1.0'], 'mean_teacher.decay=1.0')
+    # a teacher of other classes: trained on 4, the student here sees 3
+    few = tmp_path / 'three'
+    import shutil
+    shutil.copytree(imagenet_dir, few)
+    for split in ('train', 'val'):
+        shutil.rmtree(sorted((few / split).iterdir())[-1])
+    refused(capsys, args(few, tmp_path / 'a', '--method', 'kd', '--teacher', str(teacher), epochs=1),
+            'predicts 4 classes, the student 3')
+    # --resume with another teacher
+    first = tmp_path / 'kd'
+    main(args(imagenet_dir, first, '--method', 'kd', '--teacher', str(teacher), epochs=1))
+    other = tmp_path / 'other_teacher.pth'
+    ckpt = backbones.load_file(teacher)
+    ckpt['model'] = {k: v + 1 for k, v in ckpt['model'].items()}
+    backbones.save_file(ckpt, other)
+    capsys.readouterr()
+    refused(capsys, args(imagenet_dir, first, '--method', 'kd', '--teacher', str(other), '--resume', epochs=2),
+            'resume with the same teacher')
+    # --resume of a run of another method
+    refused(capsys, args(imagenet_dir, first, '--method', 'cosub', '--resume', epochs=2),
+            'was trained with method kd', '--method kd')
+
+
+def test_dry_run_prints_the_method_and_its_cost(capsys):
+    from pretrain.dry_run import dry_run
+    text = dry_run(parse(['--cfg', 'vit_l', '--method', 'cotrain']))
+    assert '(d) co-training' in text and 'x2 weights, x2 optimizer state, x2.0 compute' in text
+    text = dry_run(parse(['--cfg', 'vit_l', '--method', 'kd_cosub', '--teacher', 'runs/vit_h/checkpoint.pth']))
+    assert 'KD + cosub' in text and 'runs/vit_h/checkpoint.pth' in text
