@@ -169,14 +169,19 @@ def test_co_training_resumes_exactly(imagenet_dir, tmp_path, monkeypatch):
 
 
 def test_co_training_in_two_processes_equals_one(imagenet_dir, tmp_path):
-    """DDP over the pair: the same two models as one process (deterministic: no drop path, no mixup)."""
+    """DDP, and FSDP (each model and each block a unit), over the pair: the same two models as one process
+    (deterministic: no drop path, no mixup)."""
     options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0']
     main(args(imagenet_dir, tmp_path / 'one', '--method', 'cotrain', epochs=1, options=options))
-    run = two_processes(args(imagenet_dir, tmp_path / 'two', '--method', 'cotrain', epochs=1, options=options))
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    one, two = (backbones.load_file(tmp_path / d / 'checkpoint.pth') for d in ('one', 'two'))
-    for key in ('model', 'peer_model'):
-        assert_same_weights(one[key], two[key], exact=False)
+    one = backbones.load_file(tmp_path / 'one' / 'checkpoint.pth')
+    for name, extra in (('ddp', []), ('fsdp', ['train.fsdp=True'])):
+        run = two_processes(args(imagenet_dir, tmp_path / name, '--method', 'cotrain', epochs=1,
+                                 options=options + extra))
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        two = backbones.load_file(tmp_path / name / 'checkpoint.pth')
+        assert two['fsdp'] == (name == 'fsdp')
+        for key in ('model', 'peer_model'):
+            assert_same_weights(one[key], two[key], exact=False)
 
 
 def refused(capsys, argv, *words):
