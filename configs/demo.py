@@ -16,3 +16,4 @@ epochs = 30
 batch_size = 64
 train = dict(amp=None)
 output_dir = 'outputs/demo'
+mean_teacher = dict(decay=0.99)   # 330 steps here: an EMA horizon of ~100 steps (the base's 0.99996 would stay at init)

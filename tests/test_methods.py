@@ -230,3 +230,14 @@ def test_dry_run_prints_the_method_and_its_cost(capsys):
     assert '(d) co-training' in text and 'x2 weights, x2 optimizer state, x2.0 compute' in text
     text = dry_run(parse(['--cfg', 'vit_l', '--method', 'kd_cosub', '--teacher', 'runs/vit_h/checkpoint.pth']))
     assert 'KD + cosub' in text and 'runs/vit_h/checkpoint.pth' in text
+
+
+def test_demo_prints_table_4_in_miniature(tmp_path, capsys):
+    from pretrain.demo import TABLE_4, table_4
+    summary = table_4(tmp_path, ['--epochs', '1'])
+    printed = capsys.readouterr().out
+    assert set(summary) == {f'{m} val top-1' for m in METHODS}
+    table = printed[printed.index('Table 4 in miniature (digits'):]
+    for method, (vit_l, vit_h) in TABLE_4.items():
+        assert f'{vit_l:11.1f} {vit_h:6.1f}' in next(line for line in table.splitlines() if f' {method} ' in line)
+    assert 'EMA ' in table and '2nd model ' in table
