@@ -241,3 +241,26 @@ def test_demo_prints_table_4_in_miniature(tmp_path, capsys):
     for method, (vit_l, vit_h) in TABLE_4.items():
         assert f'{vit_l:11.1f} {vit_h:6.1f}' in next(line for line in table.splitlines() if f' {method} ' in line)
     assert 'EMA ' in table and '2nd model ' in table
+
+
+@pytest.mark.parametrize('layout', ['official_deit3', 'timm_safetensors'])
+def test_teacher_from_a_released_file_names_its_architecture_with_teacher_model(imagenet_dir, tmp_path, layout,
+                                                                                capsys):
+    """Released files hold weights only: --teacher-model names the architecture (refused without it)."""
+    torch.manual_seed(0)
+    released = backbones.create_model('vit_t', num_classes=4, img_size=32)
+    sd = released.state_dict()
+    if layout == 'official_deit3':  # DeiT III's own names for LayerScale, {'model': ...} as published
+        sd = {k.replace('ls1.gamma', 'gamma_1').replace('ls2.gamma', 'gamma_2'): v for k, v in sd.items()}
+        path = tmp_path / 'deit_3_tiny.pth'
+        torch.save({'model': sd}, path)
+    else:
+        from safetensors.torch import save_file
+        path = tmp_path / 'model.safetensors'
+        save_file(sd, str(path))
+    refused(capsys, args(imagenet_dir, tmp_path / 'no_name', '--method', 'kd', '--teacher', str(path), epochs=1),
+            'does not name its architecture', '--teacher-model')
+    trainer = engine.Trainer(parse(args(imagenet_dir, tmp_path / 'run', '--method', 'kd', '--teacher', str(path),
+                                        '--teacher-model', 'vit_t', epochs=1)))
+    assert_same_weights(released.state_dict(), trainer.method.teacher.state_dict())
+    trainer.fit()
