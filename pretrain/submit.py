@@ -102,8 +102,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--job-name', default='cosub')
     args, rest = p.parse_known_args(argv)
     from pretrain.config import parse
-    cfg = parse(rest, task=args.task, name_flag=TASKS[args.task])  # a bad flag or key: exit 2 before submitting
+    cfg, flags = parse(rest, task=args.task, name_flag=TASKS[args.task], return_args=True)  # bad: exit 2 first
     prepare_config(cfg, args.task)
+    if flags.dry_run:  # what the job would run (method, LR, batches, GPU-hours), nothing submitted
+        from pretrain.dry_run import dry_run
+        print(dry_run(cfg))
+        return
     folder = Path(args.job_dir or Path(cfg.output_dir) / 'submitit')
     job = build_executor(args, folder).submit(Training(rest, args.task))
     print(f'submitted job {job.job_id}: {args.nodes} node(s) x {args.gpus_per_node} GPU(s), output {cfg.output_dir}, '

@@ -264,3 +264,10 @@ def test_teacher_from_a_released_file_names_its_architecture_with_teacher_model(
                                         '--teacher-model', 'vit_t', epochs=1)))
     assert_same_weights(released.state_dict(), trainer.method.teacher.state_dict())
     trainer.fit()
+
+
+def test_submit_takes_the_method_and_dry_runs_without_submitting(capsys):
+    from pretrain import submit
+    submit.main(['--cfg', 'vit_l', '--partition', 'p', '--method', 'cotrain', '--dry-run'])
+    out = capsys.readouterr().out
+    assert 'method            cotrain: (d) co-training' in out and 'GPU-hours' in out
