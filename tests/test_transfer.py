@@ -235,7 +235,7 @@ def test_finetune_each_dataset(name, datasets, pretrained, tmp_path):
             in text)
     ckpt = backbones.load_file(tmp_path / 'checkpoint.pth')
     assert ckpt['num_classes'] == classes and ckpt['model']['head.weight'].shape == (classes, 32)
-    assert ckpt['config']['cosub']['enabled'] is (name != 'cifar100')
+    assert ckpt['config']['method'] == ('baseline' if name == 'cifar100' else 'cosub')
 
 
 def test_architecture_comes_from_the_checkpoint(datasets, pretrained, tmp_path):
