@@ -11,17 +11,20 @@ its expectation per sample is the branch itself. Because `keep` is an integer, t
 Speed: at the batch sizes of pretraining a GPU step is bound by the host issuing kernels, so ESD keeps the host's
 work per branch small and never waits on the device. `keep` comes from the shapes alone (no `.item()`, no
 data-dependent shape); the kept samples of all the branches of all the blocks are drawn with one random and one
-sort kernel per forward pass (`draw_block_permutations`; a block alone draws its own branches at once),
-independently per branch; the gather is `index_select` (one kernel, contiguous output, an `index_add` backward
-instead of the sort-based accumulation of advanced indexing) and the B / keep scale is `index_add`'s alpha. Everything traces under torch.compile as one graph (fullgraph=True, static or dynamic
-batch), where inductor fuses the gathers, the scale and the LayerScale multiply into neighbouring kernels and CUDA
-graphs apply (shapes are static for a given batch).
+sort kernel per forward pass, and cut into per-branch indices with one slice and one unbind for all of them
+(`draw_block_kept`; a block alone draws its own branches at once), independently per branch; the gather is
+`index_select` (one kernel, contiguous output, an `index_add` backward instead of the sort-based accumulation of
+advanced indexing) and the B / keep scale is `index_add`'s alpha. In eager mode the branches of a block go
+through `residual_chain`: one custom autograd function per branch (the scaled index_add of a branch and the gather
+of the next are one function, forward and backward), no per-branch argument checks. Everything traces under
+torch.compile as one graph (fullgraph=True, static or dynamic batch), where inductor fuses the gathers, the scale
+and the LayerScale multiply into neighbouring kernels and CUDA graphs apply (shapes are static for a given batch).
 """
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -60,9 +63,11 @@ def check_rate(rate: float, where: str = 'drop_path_rate') -> float:
 
 def _warn_quantization(batch_size: int, rate: float) -> None:
     key = (batch_size, round(rate, 6))
-    if key in _warned or not quantization_is_coarse(batch_size, rate):
+    if key in _warned:  # checked before (warned, or fine): one set lookup per call after the first
         return
     _warned.add(key)
+    if not quantization_is_coarse(batch_size, rate):
+        return
     warnings.warn(
         f'efficient stochastic depth: batch of {batch_size} at drop rate {rate:g} keeps '
         f'{keep_count(batch_size, rate)} samples, an effective rate of {effective_drop_rate(batch_size, rate):.3f}; '
@@ -115,6 +120,28 @@ class _GatherForResidual(torch.autograd.Function):
         if grad_x is None:
             grad_x = grad_subset.new_zeros(ctx.batch_shape)
         return grad_x.index_add(0, index, grad_subset), None
+
+
+class _ScaledIndexAddThenGather(torch.autograd.Function):
+    """The boundary between two residual branches of a chain: `y = index_add(x, 0, added, out, alpha=B / keep)`
+    (the first branch added back, as `_ScaledIndexAdd`), then `(y, y.index_select(0, gathered))` (the next
+    branch's subset, as `_GatherForResidual`). The same kernels as the two functions, forward and backward, in
+    one Python call each way instead of two, and no view; the backward keeps only the two indices. Eager mode
+    only (see `_ScaledIndexAdd`).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, out: Tensor, added: Tensor, gathered: Tensor):
+        ctx.save_for_backward(added, gathered)
+        y = torch.index_add(x, 0, added, out, alpha=x.shape[0] / added.shape[0])
+        return y, y.index_select(0, gathered)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor, grad_subset: Optional[Tensor]):
+        added, gathered = ctx.saved_tensors
+        if grad_subset is not None:  # both paths of y, in one index_add (see `_GatherForResidual`)
+            grad_y = grad_y.index_add(0, gathered, grad_subset)
+        return grad_y, grad_y.index_select(0, added).mul_(grad_y.shape[0] / added.shape[0]), None, None
 
 
 def esd_keep(batch_size: int, rate: float, mode: str, training: bool) -> Optional[int]:
@@ -174,11 +201,17 @@ def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: 
     elif kept.shape != (keep,):
         raise ValueError(f'kept indices of shape {tuple(kept.shape)}: expected ({keep},) for a batch of {batch} '
                          f'at drop rate {rate:g}')
+    return _esd_residual(shortcut, branch, inputs, kept)
+
+
+def _esd_residual(shortcut: Tensor, branch: Callable[..., Tensor], inputs: Sequence[Tensor], kept: Tensor) -> Tensor:
+    """`drop_add_residual` in ESD training, `kept` already checked: `shortcut + B/keep * branch(inputs[kept])` at
+    the rows `kept`."""
     # index_select, not advanced indexing: one gather kernel, and its backward is index_add (not index_put's
     # sort-based accumulation); its output is contiguous, as the branch's kernels want
     if torch.compiler.is_compiling():  # inductor fuses the gathers, the scale and the branch's last pointwise op
         out = branch(*(t.index_select(0, kept) for t in inputs)).to(shortcut.dtype)
-        return torch.index_add(shortcut, 0, kept, out, alpha=batch / keep)
+        return torch.index_add(shortcut, 0, kept, out, alpha=shortcut.shape[0] / kept.shape[0])
     if inputs[0] is shortcut and shortcut.requires_grad:  # the common case: one backward for both paths of x
         shortcut, subset = _GatherForResidual.apply(shortcut, kept)
         subsets = [subset] + [t.index_select(0, kept) for t in inputs[1:]]
@@ -186,6 +219,29 @@ def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: 
         subsets = [t.index_select(0, kept) for t in inputs]
     out = branch(*subsets).to(shortcut.dtype)
     return _ScaledIndexAdd.apply(shortcut, kept, out)  # scaled by batch / keep, saving only `kept`
+
+
+def residual_chain(x: Tensor, branches: Sequence[Callable[[Tensor], Tensor]], kept: Sequence[Optional[Tensor]],
+                   rate: float = 0.0, mode: str = 'esd', training: bool = False) -> Tensor:
+    """`x = x + branch(x)` for each branch in turn, with stochastic depth: the same as calling
+    `drop_add_residual(x, branch, rate=..., mode=..., training=..., kept=k)` for each branch and its `kept` (this
+    block's `draw_kept`: one index per branch, all None when ESD computes every sample), the same kernels and the
+    same numbers. In eager ESD training the chain costs the host one autograd function per branch: the scaled
+    index_add of each branch and the gather of the next are one (`_ScaledIndexAddThenGather`)."""
+    if any(k is None for k in kept) or torch.compiler.is_compiling() or not x.requires_grad:
+        for branch, k in zip(branches, kept):
+            x = drop_add_residual(x, branch, rate=rate, mode=mode, training=training, kept=k)
+        return x
+    x, subset = _GatherForResidual.apply(x, kept[0])
+    last = len(branches) - 1
+    for i, branch in enumerate(branches):
+        out = branch(subset)
+        if out.dtype != x.dtype:
+            out = out.to(x.dtype)
+        if i == last:
+            return _ScaledIndexAdd.apply(x, kept[i], out)
+        x, subset = _ScaledIndexAddThenGather.apply(x, out, kept[i], kept[i + 1])
+    return x  # no branches
 
 
 class StochasticDepthBlock(nn.Module):
@@ -198,41 +254,62 @@ class StochasticDepthBlock(nn.Module):
     drop_path_rate: float = 0.0
     drop_path_mode: str = 'esd'
     scheduled: bool = True
-    branches: int = 1  # residual branches per block, for `draw_block_permutations`
+    branches: int = 1  # residual branches per block, for `draw_block_kept`
 
-    def draw_kept(self, x: Tensor, branches: int, permutations: Optional[Tensor] = None
-                  ) -> Sequence[Optional[Tensor]]:
+    def draw_kept(self, x: Tensor, branches: int) -> Sequence[Optional[Tensor]]:
         """The kept-sample indices of this block's `branches` residual branches for the batch `x`, drawn at
-        once (independently per branch), or Nones where ESD computes every sample (see `esd_keep`).
-        `permutations`: this block's rows of a model-wide draw (`draw_block_permutations`), else drawn here."""
+        once (independently per branch), or Nones where ESD computes every sample (see `esd_keep`). A model
+        whose blocks all see one batch draws for all of them at once instead (`draw_block_kept`)."""
         keep = esd_keep(x.shape[0], self.drop_path_rate, self.drop_path_mode, self.training)
         if keep is None:
             return (None,) * branches
-        if permutations is None:
-            permutations = draw_permutations(x.shape[0], branches, x.device)
-        elif permutations.shape != (branches, x.shape[0]):
-            raise ValueError(f'permutations of shape {tuple(permutations.shape)}: expected ({branches}, '
-                             f'{x.shape[0]}) for {branches} branches and a batch of {x.shape[0]}')
-        return permutations[:, :keep].unbind(0)
+        return draw_permutations(x.shape[0], branches, x.device)[:, :keep].unbind(0)
 
     def residual(self, shortcut: Tensor, branch: Callable[..., Tensor], *inputs: Tensor,
                  kept: Optional[Tensor] = None) -> Tensor:
         return drop_add_residual(shortcut, branch, *inputs, rate=self.drop_path_rate, mode=self.drop_path_mode,
                                  training=self.training, kept=kept)
 
+    def residuals(self, x: Tensor, *branches: Callable[[Tensor], Tensor],
+                  kept: Optional[Sequence[Optional[Tensor]]] = None) -> Tensor:
+        """`x + branch(x)` for each of this block's branches in turn, each reading the tensor it is added to
+        (`residual_chain`); `kept`: their indices from a model-wide draw (`draw_block_kept`), else drawn here."""
+        if kept is None:
+            kept = self.draw_kept(x, len(branches))
+        return residual_chain(x, branches, kept, rate=self.drop_path_rate, mode=self.drop_path_mode,
+                              training=self.training)
 
-def draw_block_permutations(blocks: Sequence[StochasticDepthBlock], x: Tensor) -> List[Optional[Tensor]]:
-    """Each block's `permutations` for `draw_kept`, for a model whose blocks all see the batch `x`: one draw
-    (one random and one sort kernel) per forward pass for all the blocks, instead of one per block. None for
-    the blocks that compute every sample (evaluation, rate 0, other modes): they draw nothing."""
-    active = [esd_keep(x.shape[0], b.drop_path_rate, b.drop_path_mode, b.training) is not None for b in blocks]
-    rows = sum(b.branches for b, a in zip(blocks, active) if a)
+
+def _block_keeps(blocks: Sequence[StochasticDepthBlock], batch_size: int) -> Tuple[List[Optional[int]], int]:
+    """Each block's ESD `keep` (None: it computes every sample) and the number of permutation rows the active
+    ones need, one per branch. `esd_keep` runs once per distinct (rate, mode, training), not once per block."""
+    known: Dict[tuple, Optional[int]] = {}
+    keeps = []
+    for block in blocks:
+        key = (block.drop_path_rate, block.drop_path_mode, block.training)
+        if key not in known:
+            known[key] = esd_keep(batch_size, *key)
+        keeps.append(known[key])
+    return keeps, sum(b.branches for b, k in zip(blocks, keeps) if k is not None)
+
+
+def draw_block_kept(blocks: Sequence[StochasticDepthBlock], x: Tensor) -> List[Tuple[Optional[Tensor], ...]]:
+    """Each block's `draw_kept` (one index per branch, Nones for the blocks that compute every sample) for a
+    model whose blocks all see the batch `x`: one random and one sort kernel per forward pass for all the
+    blocks (rows of one draw, independent per branch), then one slice and one unbind per distinct keep (one for
+    a uniform rate): no tensor op per block."""
+    keeps, rows = _block_keeps(blocks, x.shape[0])
     if not rows:
-        return [None] * len(blocks)
-    permutations, out, start = draw_permutations(x.shape[0], rows, x.device), [], 0
-    for block, a in zip(blocks, active):
-        out.append(permutations[start:start + block.branches] if a else None)
-        start += block.branches if a else 0
+        return [(None,) * b.branches for b in blocks]
+    permutations = draw_permutations(x.shape[0], rows, x.device)
+    indices = {keep: permutations[:, :keep].unbind(0) for keep in set(keeps) - {None}}
+    out, start = [], 0
+    for block, keep in zip(blocks, keeps):
+        if keep is None:
+            out.append((None,) * block.branches)
+        else:
+            out.append(indices[keep][start:start + block.branches])
+            start += block.branches
     return out
 
 

@@ -1,8 +1,9 @@
 """Efficient stochastic depth for timm architectures, by changing the class of their blocks in place.
 
 `adapt_timm_model(model)` gives every supported timm block a subclass of its own class whose `forward` is timm's,
-except that each residual branch is written `self.residual(shortcut, branch, *inputs)` (`backbones.esd`), the
-kept samples of all of a block's branches drawn at once (`draw_kept`).
+except that each residual branch is written `self.residual(shortcut, branch, *inputs)` (`backbones.esd`), or, for
+branches one after the other that each read the tensor they add to, `self.residuals(x, *branches)` (one autograd
+function per branch in eager ESD), the kept samples of all of a block's branches drawn at once (`draw_kept`).
 Nothing is copied: parameters, buffers, submodules and state-dict keys stay as they are, and in eval mode or in
 mode 'none' the output is exactly timm's. What is a branch follows timm's own `DropPath` placement: whatever
 DropPath would zero for a dropped sample is computed on the kept samples only; everything else (projection
@@ -106,23 +107,24 @@ class ESDViTBlock(_TimmAdapter, vision_transformer.Block):
     def _attn_branch(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
         return self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))
 
+    def _mlp_branch(self, x: Tensor) -> Tensor:
+        return self.ls2(self.mlp(self.norm2(x)))
+
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None, is_causal: bool = False) -> Tensor:
-        attn_kept, mlp_kept = self.draw_kept(x, 2)
         if attn_mask is not None and attn_mask.ndim == 4 and attn_mask.shape[0] == x.shape[0] > 1:
             # a per-sample (B, heads, N, N) mask goes with its samples into the kept subset
+            attn_kept, mlp_kept = self.draw_kept(x, 2)
             x = self.residual(x, partial(self._attn_branch, is_causal=is_causal), x, attn_mask, kept=attn_kept)
-        else:
-            x = self.residual(x, partial(self._attn_branch, attn_mask=attn_mask, is_causal=is_causal), kept=attn_kept)
-        return self.residual(x, lambda t: self.ls2(self.mlp(self.norm2(t))), kept=mlp_kept)
+            return self.residual(x, self._mlp_branch, kept=mlp_kept)
+        return self.residuals(x, partial(self._attn_branch, attn_mask=attn_mask, is_causal=is_causal),
+                              self._mlp_branch)
 
 
 class ESDXCABlock(_TimmAdapter, xcit.XCABlock):
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
-        attn_kept, local_kept, mlp_kept = self.draw_kept(x, 3)
-        x = self.residual(x, lambda t: self.gamma1 * self.attn(self.norm1(t)), kept=attn_kept)
-        x = self.residual(x, lambda t: self.gamma3 * self.local_mp(self.norm3(t), H, W),  # 3 before 2, as timm
-                          kept=local_kept)
-        return self.residual(x, lambda t: self.gamma2 * self.mlp(self.norm2(t)), kept=mlp_kept)
+        return self.residuals(x, lambda t: self.gamma1 * self.attn(self.norm1(t)),
+                              lambda t: self.gamma3 * self.local_mp(self.norm3(t), H, W),  # 3 before 2, as timm
+                              lambda t: self.gamma2 * self.mlp(self.norm2(t)))
 
 
 class ESDXCiTClassAttentionBlock(_TimmAdapter, xcit.ClassAttentionBlock):
@@ -150,9 +152,8 @@ class ESDXCiTClassAttentionBlock(_TimmAdapter, xcit.ClassAttentionBlock):
 
 class ESDLayerScaleBlock(_TimmAdapter, cait.LayerScaleBlock):
     def forward(self, x: Tensor) -> Tensor:
-        attn_kept, mlp_kept = self.draw_kept(x, 2)
-        x = self.residual(x, lambda t: self.gamma_1 * self.attn(self.norm1(t)), kept=attn_kept)
-        return self.residual(x, lambda t: self.gamma_2 * self.mlp(self.norm2(t)), kept=mlp_kept)
+        return self.residuals(x, lambda t: self.gamma_1 * self.attn(self.norm1(t)),
+                              lambda t: self.gamma_2 * self.mlp(self.norm2(t)))
 
 
 class ESDLayerScaleBlockClassAttn(_TimmAdapter, cait.LayerScaleBlockClassAttn):

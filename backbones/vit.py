@@ -9,7 +9,7 @@ interpolated to the patch grid of the input (fine-tuning at another resolution, 
 from __future__ import annotations
 
 from functools import partial
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from timm.layers import LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, tru
 from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
-from .esd import StochasticDepthBlock, draw_block_permutations
+from .esd import StochasticDepthBlock, draw_block_kept
 from .factory import register_model
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -59,11 +59,9 @@ class Block(StochasticDepthBlock):
     def mlp_branch(self, x: Tensor) -> Tensor:
         return self.ls2(self.mlp(self.norm2(x)))
 
-    def forward(self, x: Tensor, permutations: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, kept: Optional[Sequence[Optional[Tensor]]] = None) -> Tensor:
         # both branches' ESD subsets (None: all samples), from the model's draw for all blocks or drawn here
-        attn_kept, mlp_kept = self.draw_kept(x, 2, permutations)
-        x = self.residual(x, self.attn_branch, kept=attn_kept)
-        return self.residual(x, self.mlp_branch, kept=mlp_kept)
+        return self.residuals(x, self.attn_branch, self.mlp_branch, kept=kept)
 
 
 class VisionTransformer(nn.Module):
@@ -107,8 +105,8 @@ class VisionTransformer(nn.Module):
     # -- forward ---------------------------------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
         x = self._pos_embed(self.patch_embed(x))
-        for block, permutations in zip(self.blocks, draw_block_permutations(self.blocks, x)):
-            x = block(x, permutations)
+        for block, kept in zip(self.blocks, draw_block_kept(self.blocks, x)):
+            x = block(x, kept)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -135,8 +133,8 @@ class VisionTransformer(nn.Module):
         x = self._pos_embed(x)
         intermediates = []
         blocks = self.blocks[:max_index + 1] if stop_early else self.blocks
-        for i, (block, permutations) in enumerate(zip(blocks, draw_block_permutations(blocks, x))):
-            x = block(x, permutations)
+        for i, (block, kept) in enumerate(zip(blocks, draw_block_kept(blocks, x))):
+            x = block(x, kept)
             if i in take_indices:
                 intermediates.append((self.norm(x) if norm else x)[:, 1:])
         if output_fmt == 'NCHW':

@@ -3,7 +3,8 @@
     python -m benchmarks.esd [--models vit_l@80 vit_b@80 vit_b@320] [--rates 0.1 0.2 0.45 0.6] [--batch N]
                              [--repeats N] [--img-size N] [--compile-rates 0.45 | none] [--compile-runs RUN ...]
                              [--compile-scope model|blocks]
-                             [--compile-mode default|...] [--threads N] [--out benchmarks/results/esd_<device>]
+                             [--compile-mode default|...] [--host-steps N] [--threads N]
+                             [--out benchmarks/results/esd_<device>]
 
 For each model and rate, one model (same weights) runs forward + backward in mode 'mask' and in mode 'esd',
 side by side in this process: first one counted step (FLOPs with torch's FlopCounterMode, and the bytes of
@@ -18,6 +19,11 @@ scope and mode as in benchmarks/pretrain_step.py: the whole model with CUDA grap
 are timed the same way: the "compiled" columns.
 The eager step also reports the aten ops it dispatches (the host's work per step) and, on CUDA, the time the
 host takes to issue it against the summed GPU kernel time (host above kernels: the step is launch-bound).
+On any device, "host ms" is the host's own work per eager step, measured where nothing else costs: the same
+architecture (depth, blocks, both branches of each, the same batch and keep) at width 16, one head and one patch
+per image, whose kernels do next to nothing; `--host-steps` interleaved steps per mode, medians. Of it, "aten ms"
+is the self time of the aten operators (torch.profiler, median of 5 profiled steps) and "other ms" the rest of the
+profiled step: Python (modules, ESD's code), the autograd engine, custom autograd functions.
 
 On CUDA the step runs under bf16 autocast and the peak memory of the step (torch.cuda.max_memory_allocated
 above what was allocated before it) is reported too. Activation memory, on any device, is the total size of
@@ -43,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import timm
 from backbones import create_model, effective_drop_rate, is_model, keep_count, set_stochastic_depth
+from backbones.vit import VIT_ARCHS
 from benchmarks.common import (COMPILE_SCOPES, compiled_copy, counted, device_name, host_and_kernel_time,
                                load_note, report, timed)
 
@@ -129,8 +136,62 @@ def host_and_kernel_ms(bench: Bench) -> dict:
     return dict(host_ms=measured['host_s'] * 1e3, kernel_ms=measured['kernel_s'] * 1e3, host_ops=measured['host_ops'])
 
 
+HOST_WIDTH = 16  # the host-cost twin's width (one head): its kernels cost next to nothing
+
+
+def host_twin(name: str, batch: int, device: torch.device) -> Optional[Bench]:
+    """`name`'s architecture (depth, blocks, branches) at width 16, one head, one patch per image (plus the class
+    token): the same Python, dispatches and autograd nodes per step as the full model, kernels of a few hundred
+    numbers. Our ViTs only (their width and heads are arguments); None for other names."""
+    if name not in VIT_ARCHS:
+        return None
+    patch = VIT_ARCHS[name][3]
+    torch.manual_seed(0)
+    model = create_model(name, embed_dim=HOST_WIDTH, num_heads=1, img_size=patch, num_classes=10).to(device).train()
+    return Bench(model, torch.randn(batch, 3, patch, patch, device=device),
+                 torch.randint(0, 10, (batch,), device=device))
+
+
+def profiled_split(bench: Bench, runs: int = 5) -> dict:
+    """Median over `runs` profiled steps of the step's wall time and of its aten operators' self time
+    (torch.profiler, CPU activity); the difference is the host's time outside aten operators."""
+    from torch.profiler import ProfilerActivity, profile
+    walls, atens = [], []
+    for _ in range(runs):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            bench.run()
+            if bench.cuda:
+                torch.cuda.synchronize()
+            walls.append(time.perf_counter() - start)
+        atens.append(sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith('aten::')) / 1e6)
+    wall, aten_s = statistics.median(walls), statistics.median(atens)
+    return dict(profiled_ms=wall * 1e3, aten_ms=aten_s * 1e3, other_ms=(wall - aten_s) * 1e3)
+
+
+def host_cost(name: str, batch: int, rate: float, device: torch.device, steps: int) -> Optional[Dict[str, dict]]:
+    """Per mode: the host twin's median eager step time ('host_ms'), its aten ops and the profiled split."""
+    twin = host_twin(name, batch, device)
+    if twin is None or steps <= 0:
+        return None
+    out = {}
+    for mode in MODES:  # warm-up: allocator, first-call paths
+        set_stochastic_depth(twin.model, rate, mode)
+        for _ in range(3):
+            twin.run()
+        out[mode] = dict(aten_ops=twin.counted_step()['aten_ops'])
+    measured = interleaved({m: twin for m in MODES}, steps,
+                           before=lambda mode: set_stochastic_depth(twin.model, rate, mode))
+    for mode in MODES:
+        set_stochastic_depth(twin.model, rate, mode)
+        out[mode].update(host_ms=statistics.median(measured[mode]['times']) * 1e3, **profiled_split(twin))
+    out['ratio'] = out['esd']['host_ms'] / out['mask']['host_ms']
+    return out
+
+
 def run_model(name: str, rates: List[float], batch: int, img_size: int, repeats: int, warmup: int,
-              device: torch.device, compile_rates: List[float], scope: str, compile_mode: str) -> List[dict]:
+              device: torch.device, compile_rates: List[float], scope: str, compile_mode: str,
+              host_steps: int = 0) -> List[dict]:
     torch.manual_seed(0)
     model = create_model(name, img_size=img_size, num_classes=1000).to(device).train()
     images = torch.randn(batch, 3, img_size, img_size, device=device)
@@ -160,6 +221,9 @@ def run_model(name: str, rates: List[float], batch: int, img_size: int, repeats:
                             activation_memory=counts['esd']['activation_bytes'] / counts['mask']['activation_bytes'])
         if 'peak_memory_ratio' in eager:
             row['ratio']['peak_memory'] = eager['peak_memory_ratio']
+        host = host_cost(name, batch, rate, device, host_steps)
+        if host is not None:
+            row['host'] = host
         if any(abs(rate - r) < 1e-9 for r in compile_rates):
             row['compiled'] = run_compiled(model, rate, images, labels, repeats, warmup, scope, compile_mode)
             torch._dynamo.reset()  # drop this rate's compiled entries (the on-disk caches stay)
@@ -213,6 +277,20 @@ def markdown(meta: dict, rows: List[dict]) -> str:
     lines.append('|' + '---|' * len(COLUMNS))
     lines += ['| ' + ' | '.join(format_cells(row)) + ' |' for row in rows]
     lines += ['', target_summary(meta, rows)]
+    hosted = [row for row in rows if 'host' in row]
+    if hosted:
+        lines += ['', f"Host work per eager step (forward + backward), each model's architecture at width "
+                  f"{HOST_WIDTH}, one head, one patch per image, same batch and keep: kernels that cost next to "
+                  f"nothing (median of {meta['host_steps']} interleaved steps; aten / other: torch.profiler, median "
+                  f"of 5 profiled steps):", '',
+                  '| model | batch | rate | aten ops mask / esd | host ms mask | host ms esd | esd / mask | '
+                  'aten ms mask / esd | other ms mask / esd |', '|---|---|---|---|---|---|---|---|---|']
+        for row in hosted:
+            h = row['host']
+            lines.append(f"| {row['model']} | {row['batch']} | {row['rate']:g} | {h['mask']['aten_ops']} / "
+                         f"{h['esd']['aten_ops']} | {h['mask']['host_ms']:.2f} | {h['esd']['host_ms']:.2f} | "
+                         f"{h['ratio']:.3f} | {h['mask']['aten_ms']:.2f} / {h['esd']['aten_ms']:.2f} | "
+                         f"{h['mask']['other_ms']:.2f} / {h['esd']['other_ms']:.2f} |")
     hosts = [(row, mode) for row in rows for mode in MODES if row[mode].get('host_ops')]
     if hosts:  # CUDA: where an eager step's host time goes (is ESD's extra host time in its own ops?)
         lines += ['', 'Host self time of one eager step by operator (torch.profiler, top 8: ms, calls):', '']
@@ -261,6 +339,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     parser.add_argument('--compile-mode', choices=('default', 'reduce-overhead', 'max-autotune',
                                                    'max-autotune-no-cudagraphs'),
                         help="default 'reduce-overhead' (CUDA graphs) on CUDA, 'default' on CPU")
+    parser.add_argument('--host-steps', type=int, default=30,
+                        help='steps per mode of the host-cost twin (width 16; 0: skip it); default 30')
     parser.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--out', help='output path without suffix (default benchmarks/results/esd_<device>)')
@@ -270,6 +350,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cuda = device.type == 'cuda'
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.host_steps < 0:
+        parser.error(f'--host-steps {args.host_steps}: expected 0 or more')
     default_batch = args.batch or (80 if cuda else 20)
     runs = [parse_run(s, default_batch) for s in (args.models or (GPU_DEFAULT_RUNS if cuda else CPU_DEFAULT_RUNS))]
     compile_runs = runs if args.compile_runs is None else [parse_run(s, default_batch) for s in args.compile_runs]
@@ -295,7 +377,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 batches=sorted({b for _, b in runs}), dtype='bfloat16 autocast' if cuda else 'float32',
                 repeats=repeats, warmup=warmup, threads=torch.get_num_threads(), python=platform.python_version(),
                 compile_rates=compile_rates, compile_runs=[f'{n}@{b}' for n, b in compile_runs],
-                compile_scope=scope, compile_mode=compile_mode,
+                compile_scope=scope, compile_mode=compile_mode, host_steps=args.host_steps,
                 command=' '.join(['python', '-m', 'benchmarks.esd'] + (sys.argv[1:] if argv is None else argv)),
                 notes=notes)
 
@@ -311,7 +393,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 notes.append(note)
         print(f'{name}: batch {batch}, {img_size}x{img_size}, {meta["dtype"]}, {meta["device"]}', flush=True)
         rows += run_model(name, args.rates, batch, img_size, repeats, warmup, device,
-                          compile_rates if (name, batch) in compile_runs else [], scope, compile_mode)
+                          compile_rates if (name, batch) in compile_runs else [], scope, compile_mode,
+                          args.host_steps)
         if cuda:
             torch.cuda.empty_cache()
     out = Path(args.out or ROOT / 'benchmarks' / 'results' / f'esd_{device.type}')

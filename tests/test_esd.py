@@ -322,9 +322,9 @@ def test_block_draws_independent_uniform_subsets_per_branch():
 
 
 def test_vit_draws_all_blocks_at_once():
-    """One random and one sort kernel per forward pass for every block's branches (`draw_block_permutations`),
-    not one per block; blocks that compute every sample (rate 0, mask mode) get no rows. Across the blocks'
-    branches the kept subsets still differ (independent rows), and each is a set of `keep` distinct samples."""
+    """One random and one sort kernel per forward pass for every block's branches (`draw_block_kept`), not one
+    per block; blocks that compute every sample (rate 0, mask mode) get Nones. Across the blocks' branches the
+    kept subsets still differ (independent rows), and each is a set of `keep` distinct samples."""
     from collections import Counter
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -341,16 +341,45 @@ def test_vit_draws_all_blocks_at_once():
     set_stochastic_depth(model, [0.5, 0.0, 0.25, 0.5, 0.5], 'esd')
     model.blocks[3].drop_path_mode = 'mask'
     x = torch.randn(16, 3, 16, 16)
-    rows = esd.draw_block_permutations(model.blocks, torch.zeros(16, 5, 16))
-    assert [None if r is None else tuple(r.shape) for r in rows] == [(2, 16), None, (2, 16), None, (2, 16)]
-    kept = [k.tolist() for r, b in zip(rows, model.blocks) if r is not None for k in b.draw_kept(x, 2, r)]
+    drawn = esd.draw_block_kept(model.blocks, torch.zeros(16, 5, 16))
+    assert [None if k[0] is None else len(k) for k in drawn] == [2, None, 2, None, 2]
+    assert all(k == (None, None) for k in (drawn[1], drawn[3]))
+    kept = [k.tolist() for block in drawn if block[0] is not None for k in block]
     assert [len(k) for k in kept] == [8, 8, 12, 12, 8, 8] and all(len(set(k)) == len(k) for k in kept)
     assert len({tuple(sorted(k)) for k in kept}) > 1
     with CountOps() as counted:
         model.train()(x).sum().backward()
     assert counted.ops['randint'] == 1 and counted.ops['sort'] == 1, counted.ops
-    with pytest.raises(ValueError, match=r'permutations of shape \(2, 15\): expected \(2, 16\)'):
-        model.blocks[0].draw_kept(torch.zeros(16, 5, 16), 2, torch.zeros(2, 15, dtype=torch.long))
+    assert esd.draw_block_kept(model.eval().blocks, torch.zeros(16, 5, 16)) == [(None, None)] * 5
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_residual_chain_is_the_branches_one_after_the_other(dtype):
+    """`residual_chain` (one autograd function per branch in eager ESD) gives the numbers and the gradients of
+    `drop_add_residual` called branch by branch with the same kept indices, including a branch whose output
+    dtype differs from the residual stream's (cast back, as `drop_add_residual` does)."""
+    torch.manual_seed(0)
+    weights = [torch.randn(6, 6, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    branches = [lambda t, w=w: torch.tanh(t.double() @ w).to(dtype) for w in weights[:2]]
+    branches.append(lambda t, w=weights[2]: (t.double() @ w).float())  # another dtype than the stream's
+    kept = [torch.randperm(10)[:6] for _ in branches]
+    x0 = torch.randn(10, 6, dtype=dtype)
+    results = []
+    for chained in (True, False):
+        x = x0.clone().requires_grad_()
+        if chained:
+            y = esd.residual_chain(x, branches, kept, rate=0.4, mode='esd', training=True)
+        else:
+            y = x
+            for branch, k in zip(branches, kept):
+                y = drop_add_residual(y, branch, rate=0.4, mode='esd', training=True, kept=k)
+        (y * torch.arange(60, dtype=dtype).view(10, 6)).sum().backward()
+        results.append([y.detach(), x.grad] + [w.grad.clone() for w in weights])
+        for w in weights:
+            w.grad = None
+    for chained, single in zip(*results):
+        torch.testing.assert_close(chained, single, rtol=0, atol=0)
+    assert results[0][0].dtype == dtype
 
 
 def test_kept_indices_of_the_wrong_size_are_refused():
