@@ -28,13 +28,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+# CheckpointError is defined in hub.py (the one module below this one) and raised by everything here
+from .hub import CheckpointError, resolve_source
+
 logger = logging.getLogger(__name__)
 
 FORMAT, VERSION = 'cosub', 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit; the message names the file and what was expected."""
 
 
 # -- reading and writing files ---------------------------------------------------------------------------------
@@ -57,7 +56,6 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
     mmap: map a zip-format torch file instead of reading it, so that only the tensors used are read from disk.
     `path` may also be 'hf-hub:<owner>/<repo>[@rev]' or 'local-dir:<folder>' (backbones.hub).
     """
-    from .hub import resolve_source
     path = Path(resolve_source(path))
     if not path.is_file():
         raise CheckpointError(f'{path}: no such checkpoint file')

@@ -7,13 +7,19 @@
 weights-only like every file here). Downloads go through `huggingface_hub.hf_hub_download`, so its cache
 (`HF_HOME`, `HF_HUB_CACHE`) and offline mode (`HF_HUB_OFFLINE=1`: cached files only, no network) apply.
 `backbones.load_file` / `load_checkpoint`, `--finetune` and the MMSeg backbones' `init_cfg` accept these names.
+
+This module is the bottom of the checkpoint code: it owns `CheckpointError`, and `checkpoint.py` imports it from
+here (never the reverse), so that reading a source and reading a file raise the same error.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .checkpoint import CheckpointError
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit; the message names the file and what was expected."""
+
 
 HF_HUB, LOCAL_DIR = 'hf-hub:', 'local-dir:'
 # The weight files of a Hub model folder, in the order timm and transformers prefer them.
