@@ -87,10 +87,13 @@ def _create(name: str, pretrained: bool = False, **kwargs) -> VisionTransformer:
     rate = kwargs.pop('drop_path_rate', 0.0)
     mode = kwargs.pop('drop_path_mode', 'esd')
     schedule = kwargs.pop('drop_path_schedule', 'uniform')
+    # features_only=True: the last 3 blocks by default, as timm's ViTs (timm's builder would take blocks 0-4)
+    out_indices = kwargs.pop('out_indices', 3)
     embed_dim, depth, num_heads, patch_size = VIT_ARCHS[arch_of(name)]
     args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size)
     model = build_model_with_cfg(VisionTransformer, name, pretrained, pretrained_filter_fn=_filter,
-                                 feature_cfg=dict(feature_cls='getter'), **dict(args, **kwargs))
+                                 feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
+                                 **dict(args, **kwargs))
     set_stochastic_depth(model, rate, mode, schedule)
     model.model_name = arch_of(name)
     return model

@@ -14,13 +14,23 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import register_notrace_function
 from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint
 from torch import Tensor, nn
 
 from .esd import StochasticDepthBlock, draw_block_kept
 from .factory import register_model
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+# timm's pooling names: class token, mean of the patch tokens, '' none (all tokens, timm's num_classes=0, global_pool='')
+GLOBAL_POOLS = ('token', 'avg', '')
+
+
+def _check_pool(global_pool: str) -> str:
+    if global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"global_pool={global_pool!r}: expected 'token', 'avg' or '' (no pooling)")
+    return global_pool
 
 
 class Attention(nn.Module):
@@ -70,10 +80,11 @@ class VisionTransformer(nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, init_values: Optional[float] = 1e-4,
                  global_pool: str = 'token'):
         super().__init__()
-        if global_pool not in ('token', 'avg'):
-            raise ValueError(f"global_pool={global_pool!r}: expected 'token' or 'avg'")
-        self.num_classes, self.embed_dim, self.depth, self.global_pool = num_classes, embed_dim, depth, global_pool
-        self.num_features = embed_dim
+        self.num_classes, self.embed_dim, self.depth = num_classes, embed_dim, depth
+        self.global_pool = _check_pool(global_pool)
+        # timm's names: width of forward_features' tokens, and of forward_head(pre_logits=True) (no pre-logits layer)
+        self.num_features = self.head_hidden_size = embed_dim
+        self.grad_checkpointing = False  # set_grad_checkpointing
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, output_fmt='NHWC',
                                       strict_img_size=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -94,24 +105,28 @@ class VisionTransformer(nn.Module):
         return self.patch_embed.patch_size
 
     def _pos_embed(self, x: Tensor) -> Tensor:
-        """(B, H, W, C) patches -> (B, 1 + HW, C) tokens, interpolating pos_embed when the grid differs."""
-        B, H, W, C = x.shape
-        pos = self.pos_embed
-        if (H, W) != tuple(self.patch_embed.grid_size):
-            pos = resample_abs_pos_embed(pos, [H, W], list(self.patch_embed.grid_size), num_prefix_tokens=0)
-        x = x.reshape(B, H * W, C) + pos
-        return torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        return add_pos_embed(x, self.pos_embed, self.cls_token, self.patch_embed.grid_size)
+
+    def _block(self, block: Block, x: Tensor, kept: Sequence[Optional[Tensor]]) -> Tensor:
+        # checkpointing restores the RNG state for the recomputation, so a block drawing its own drops ('mask', or
+        # ESD with kept None) recomputes the same ones; `kept` drawn by the model is an input and is reused as is
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint(block, x, kept)
+        return block(x, kept)
 
     # -- forward ---------------------------------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
         x = self._pos_embed(self.patch_embed(x))
         for block, kept in zip(self.blocks, draw_block_kept(self.blocks, x)):
-            x = block(x, kept)
+            x = self._block(block, x, kept)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = x[:, 1:].mean(dim=1) if self.global_pool == 'avg' else x[:, 0]
-        return x if pre_logits else self.head(x)
+        if self.global_pool == 'avg':
+            x = x[:, 1:].mean(dim=1)
+        elif self.global_pool == 'token':
+            x = x[:, 0]
+        return x if pre_logits else self.head(x)  # '': every token, classified one by one as timm's ViTs
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
@@ -134,7 +149,7 @@ class VisionTransformer(nn.Module):
         intermediates = []
         blocks = self.blocks[:max_index + 1] if stop_early else self.blocks
         for i, (block, kept) in enumerate(zip(blocks, draw_block_kept(blocks, x))):
-            x = block(x, kept)
+            x = self._block(block, x, kept)
             if i in take_indices:
                 intermediates.append((self.norm(x) if norm else x)[:, 1:])
         if output_fmt == 'NCHW':
@@ -155,10 +170,8 @@ class VisionTransformer(nn.Module):
 
     # -- training helpers ------------------------------------------------------------------------------------
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        if global_pool:  # timm's signature; '' or None keeps the pooling
-            if global_pool not in ('token', 'avg'):
-                raise ValueError(f"global_pool={global_pool!r}: expected 'token' or 'avg'")
-            self.global_pool = global_pool
+        if global_pool is not None:  # timm's signature: None keeps the pooling, '' removes it
+            self.global_pool = _check_pool(global_pool)
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         if num_classes > 0:
@@ -166,6 +179,11 @@ class VisionTransformer(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         return self.head
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in backward instead of storing them (timm's interface)."""
+        self.grad_checkpointing = enable
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
@@ -188,6 +206,16 @@ class VisionTransformer(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:  # timm's interface (timm.optim layer decay)
         return dict(stem=r'^cls_token|pos_embed|patch_embed',
                     blocks=[(r'^blocks\.(\d+)', None), (r'^norm', (99999,))])
+
+
+@register_notrace_function  # torch.fx keeps this as one call: the grid test below is not traceable
+def add_pos_embed(x: Tensor, pos_embed: Tensor, cls_token: Tensor, grid_size: Sequence[int]) -> Tensor:
+    """(B, H, W, C) patches -> (B, 1 + HW, C) tokens, interpolating pos_embed when the grid differs."""
+    B, H, W, C = x.shape
+    if (H, W) != tuple(grid_size):
+        pos_embed = resample_abs_pos_embed(pos_embed, [H, W], list(grid_size), num_prefix_tokens=0)
+    x = x.reshape(B, H * W, C) + pos_embed
+    return torch.cat([cls_token.expand(B, -1, -1), x], dim=1)
 
 
 def _init_weights(m: nn.Module) -> None:
