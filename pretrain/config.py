@@ -147,8 +147,12 @@ def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config
         if getattr(args, 'overwrite', False):
             overrides['overwrite'] = True
         overrides.update(args.cfg_options or {})
-        validate_overrides(cfg, overrides, checked=set(args.cfg_options or {}))
+        checked = set(args.cfg_options or {})
+        validate_overrides(cfg, overrides, checked=checked)
         cfg.merge_from_dict(overrides)
+        check_values(cfg, from_flags=set(overrides) - checked)
+    else:
+        check_values(cfg)
     if cfg.get('loss') is not None:  # BCE with label smoothing silently trains on all-positive targets
         from pretrain.cosub import check_loss_config
         check_loss_config(cfg.loss.type, cfg.loss.label_smoothing)
@@ -215,6 +219,12 @@ OPTIONAL_KEY_TYPES = {
 DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
 _TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
                list: 'a list, e.g. key=[a,b]', tuple: 'a list, e.g. key=[a,b]', dict: 'a group of keys'}
+
+
+def _label(key: str, value, from_flag: bool) -> str:
+    """How a message names a setting: as the flag the user typed (`--epochs -1`), else as `key=value`."""
+    flag = {key: '--' + flag.replace('_', '-') for flag, key in FLAG_KEYS.items()}.get(key)
+    return f'{flag} {value}' if flag and from_flag else f'{key}={value!r}'
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -284,10 +294,9 @@ def validate_overrides(cfg: Config, overrides: dict, checked: Iterable[str] = ()
     checked = set(checked)
     tree = cfg.to_dict()
     flat = _flatten(tree)
-    flags = {key: '--' + flag.replace('_', '-') for flag, key in FLAG_KEYS.items()}
 
     def label(key: str, value) -> str:
-        return f'{flags[key]} {value}' if key in flags and key not in checked else f'{key}={value!r}'
+        return _label(key, value, from_flag=key not in checked)
 
     model_name = overrides.get('model.name', flat.get('model.name'))
     for key in list(overrides):
@@ -342,3 +351,80 @@ def validate_overrides(cfg: Config, overrides: dict, checked: Iterable[str] = ()
             check_model_config(model_name, model, size)
         except ValueError as e:
             raise ConfigError(f'{label("input_size", size) if "input size" in str(e) else "model"}: {e}') from None
+
+
+# -- the values a run can use --------------------------------------------------------------------------------------
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _rule(test, expected: str, whole: bool = False):
+    return (lambda v: _number(v) and (not whole or v == int(v)) and test(v)), expected
+
+
+COUNT = _rule(lambda v: v >= 1, 'a whole number >= 1', whole=True)
+WHOLE = _rule(lambda v: v >= 0, 'a whole number >= 0', whole=True)
+POSITIVE = _rule(lambda v: v > 0, 'a positive number')
+NON_NEGATIVE = _rule(lambda v: v >= 0, 'a number >= 0')
+PROBABILITY = _rule(lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
+BELOW_ONE = _rule(lambda v: 0 <= v < 1, 'a number in [0, 1)')
+FRACTION = _rule(lambda v: 0 < v <= 1, 'a number in (0, 1]')
+
+# Every number a run reads, and the values it can use (None, where a key allows it, is left to the type rule
+# above OPTIONAL_KEY_TYPES). A value outside them would crash deep inside timm / torch (epochs -1: timm's
+# `assert t_initial > 0`; eval_interval 0: a division by zero after the first epoch) or, worse, train something
+# else than asked with exit 0 (optimizer.lr=0 falls back to the computed LR; clip_grad=0 clips nothing).
+VALUE_RULES = {
+    'epochs': COUNT, 'batch_size': COUNT, 'micro_batch_size': COUNT, 'eval_batch_size': COUNT,
+    'schedule.warmup_epochs': WHOLE, 'schedule.warmup_lr': NON_NEGATIVE, 'schedule.min_lr': NON_NEGATIVE,
+    'optimizer.lr': _rule(lambda v: v > 0, 'a positive number (or None: base_lr scaled with the batch)'),
+    'optimizer.base_lr': POSITIVE, 'optimizer.base_batch_size': COUNT, 'optimizer.weight_decay': NON_NEGATIVE,
+    'optimizer.momentum': BELOW_ONE, 'optimizer.eps': POSITIVE,
+    'optimizer.clip_grad': _rule(lambda v: v > 0, 'a positive gradient norm (or None: no clipping)'),
+    'optimizer.layer_decay': FRACTION, 'optimizer.layer_decay_lr_mult': POSITIVE,
+    'data.num_workers': WHOLE, 'data.repeated_aug': COUNT, 'data.max_bad_fraction': PROBABILITY,
+    'data.eval_crop_ratio': FRACTION, 'data.num_train_images': COUNT,
+    'data.train_transform.hflip': PROBABILITY, 'data.train_transform.color_jitter': NON_NEGATIVE,
+    'mixup.mixup_alpha': NON_NEGATIVE, 'mixup.cutmix_alpha': NON_NEGATIVE, 'mixup.prob': PROBABILITY,
+    'mixup.switch_prob': PROBABILITY,
+    'loss.label_smoothing': BELOW_ONE, 'model.drop_path_rate': BELOW_ONE,
+    'train.checkpoint_interval': COUNT, 'train.eval_interval': COUNT, 'train.checkpoint_steps': WHOLE,
+    'train.log_interval': WHOLE, 'seed': WHOLE, 'dry_run.gpus': COUNT,
+}
+DIGIT_CLASSES = range(10)  # scikit-learn's digits
+
+
+def check_values(cfg: Config, from_flags: Iterable[str] = ()) -> None:
+    """Refuse (ConfigError, one line naming the key or flag and what was expected) a config, as merged with the
+    command line, holding a value no run can use: the ranges of VALUE_RULES, and the keys that go together."""
+    from_flags = set(from_flags)
+    flat = _flatten(cfg.to_dict())
+
+    def refuse(key: str, expected: str):
+        raise ConfigError(f'{_label(key, flat[key], key in from_flags)}: expected {expected}')
+
+    for key, (fits, expected) in VALUE_RULES.items():
+        if flat.get(key) is not None and not fits(flat[key]):
+            refuse(key, expected)
+    batch, micro = flat.get('batch_size'), flat.get('micro_batch_size')
+    if batch is not None and micro is not None and (micro > batch or batch % micro):
+        refuse('micro_batch_size', f'a divisor of batch_size={batch} (batch_size = devices x micro_batch_size x '
+                                   'accumulation steps, each at least 1)')
+    for key, positive in (('data.mean', False), ('data.std', True)):
+        v = flat.get(key)
+        if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 3 and all(map(_number, v))
+                                  and (not positive or all(x > 0 for x in v))):
+            refuse(key, f'3 {"positive " if positive else ""}numbers, one per RGB channel')
+    scale = flat.get('data.train_transform.rrc_scale')
+    if scale is not None and not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(map(_number, scale))
+                                  and 0 < scale[0] <= scale[1] <= 1):
+        refuse('data.train_transform.rrc_scale', '[low, high] with 0 < low <= high <= 1 (the share of the image kept)')
+    classes = flat.get('data.classes')
+    if classes is not None:
+        if not isinstance(classes, (list, tuple)) or not classes:
+            refuse('data.classes', 'a non-empty list of classes, or None for all of them')
+        if len(set(map(str, classes))) < len(classes):
+            refuse('data.classes', 'each class once')
+        if flat.get('data.type') == 'digits' and not all(isinstance(c, int) and not isinstance(c, bool)
+                                                        and c in DIGIT_CLASSES for c in classes):
+            refuse('data.classes', 'digits among 0-9 (scikit-learn digits has ten classes)')
