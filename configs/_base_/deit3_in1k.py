@@ -64,6 +64,9 @@ optimizer = dict(
     layer_decay_lr_mult=2.0,     # C_LD of supplement eq. A.2: the LR is doubled when layer_decay is set
     eps=1e-8,                    # DeiT III main.py --opt-eps default, passed to its LAMB (timm's own default is 1e-6)
     only=None,                   # substrings of the parameters to train (others frozen); None: all of them
+    foreach=True,                # LAMB: ours (pretrain/engine/lamb.py, multi-tensor ops), timm's Lamb's update to
+                                 # float rounding and its state dict; our choice, for host time per step (issue 17,
+                                 # benchmarks/optimizer_step.py). False: timm.optim.Lamb
 )
 schedule = dict(sched='cosine', warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5)
 epochs = 800

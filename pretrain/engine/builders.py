@@ -17,6 +17,7 @@ from backbones.esd import effective_drop_rate, keep_count, stochastic_depth_bloc
 from .. import data as data_lib
 from .distributed import Dist
 from .errors import TrainingError
+from .lamb import ForeachLamb
 
 logger = logging.getLogger('cosub')
 
@@ -91,7 +92,6 @@ def learning_rate(optimizer_cfg, global_batch: int) -> float:
 
 def build_optimizer(model: nn.Module, optimizer_cfg, global_batch: int, d: Dist, micro_batch: int,
                     accum_steps: int):
-    from timm.optim import create_optimizer_v2, get_optimizer_class
     o = optimizer_cfg
     groups = backbones.layer_decay_param_groups(model, o.weight_decay, o.layer_decay, only=o.only)
     if o.only:
@@ -102,16 +102,31 @@ def build_optimizer(model: nn.Module, optimizer_cfg, global_batch: int, d: Dist,
         g.pop('names')
     lr = learning_rate(o, global_batch)
     kwargs = {k: o[k] for k in ('betas', 'eps', 'momentum') if o.get(k) is not None}
+    if o.type == 'lamb' and o.get('foreach') is not False:
+        # Ours (lamb.py): timm's Lamb's update and state dict in multi-tensor ops, for host time per step (issue 17);
+        # optimizer.foreach=False (configs/_base_/deit3_in1k.py) is timm's. A config whose optimizer dict replaces
+        # the base's (transfer.py) has no such key: ours too. It has no clip of its own: the loop's is the only one.
+        opt = ForeachLamb(groups, lr=lr, weight_decay=o.weight_decay, **{k: v for k, v in kwargs.items()
+                                                                         if k != 'momentum'})
+    else:
+        opt = _timm_optimizer(groups, o, lr, kwargs)
+    logger.info('optimizer %s%s, lr %.3g (global batch %d = %d device(s) x %d x %d accumulation), '
+                'weight decay %g, layer decay %s', o.type, ' (ours, foreach)' if isinstance(opt, ForeachLamb) else '',
+                lr, global_batch, d.world_size, micro_batch, accum_steps, o.weight_decay, o.layer_decay)
+    return opt, lr
+
+
+def _timm_optimizer(groups, o, lr: float, kwargs: dict):
+    """timm's create_optimizer_v2. 'adamw' and 'sgd' are torch.optim.AdamW / SGD (timm 1.0.31) with foreach=None,
+    which torch resolves to its multi-tensor path when every parameter is on CUDA (as ours are) and to the
+    per-parameter loop on CPU: nothing to pass."""
+    from timm.optim import create_optimizer_v2, get_optimizer_class
     if 'max_grad_norm' in inspect.signature(get_optimizer_class(o.type)).parameters:
         # timm's LAMB clips the global norm at 1.0 itself, after the loop's optimizer.clip_grad: a second norm and
         # a copy of every gradient each step, and a clip_grad above 1.0 would silently act as 1.0. The loop's clip
         # is the only one (the base config's 1.0 is DeiT III's LAMB clip).
         kwargs['max_grad_norm'] = None
-    opt = create_optimizer_v2(groups, opt=o.type, lr=lr, weight_decay=o.weight_decay, **kwargs)
-    logger.info('optimizer %s, lr %.3g (global batch %d = %d device(s) x %d x %d accumulation), '
-                'weight decay %g, layer decay %s', o.type, lr, global_batch, d.world_size,
-                micro_batch, accum_steps, o.weight_decay, o.layer_decay)
-    return opt, lr
+    return create_optimizer_v2(groups, opt=o.type, lr=lr, weight_decay=o.weight_decay, **kwargs)
 
 
 def build_scheduler(optimizer, cfg, steps_per_epoch: int):
