@@ -5,16 +5,25 @@ Kill-safety: every file is replaced atomically (written to a `.tmp` beside it, t
 fsync'ed (log.jsonl); at the end of an epoch the log record is written before the checkpoint, so after a kill
 at any instant the log never lacks an epoch the checkpoint holds; on resume the records newer than the checkpoint
 are dropped (and the TensorBoard events after its step purged), and "best" is recomputed from the log.
+
+One run at a time per folder: a run holds an exclusive flock on `<output_dir>/.lock` for its whole life (rank 0
+under torchrun); a second run into the same folder is refused (exit 2). The OS drops a flock when its process
+ends, however it ends, so a killed run never leaves the folder locked; the file names its holder, so the next run
+says whose lock it took over.
 """
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 from .errors import TrainingError
 
@@ -29,8 +38,12 @@ UNWRITABLE = {errno.EACCES: 'permission denied', errno.EROFS: 'read-only file sy
               errno.EEXIST: 'a file of that name is in the way, not a folder'}
 
 
+LOCK_FILE = '.lock'  # never moved by --overwrite, never deleted (see RunDirLock.release)
+
+
 class OutputDirError(TrainingError):
-    """The output folder holds an earlier run and neither --resume nor --overwrite was given (exit code 2)."""
+    """The output folder holds an earlier run and neither --resume nor --overwrite was given, or another run is
+    using it (exit code 2)."""
     exit_code = 2
 
 
@@ -44,24 +57,39 @@ def unwritable_message(e: OSError, what: str = '') -> str:
     return f'cannot write {where}: {UNWRITABLE.get(e.errno, e.strerror)}; {advice} another --output-dir'
 
 
-def prepare_output_dir(out: Path, *, resume, overwrite: bool, eval_only: bool, is_main: bool) -> None:
-    """Before anything is written: refuse an earlier run (exit 2), or move it aside with --overwrite; remove
-    leftover *.tmp files; check the folder takes files."""
+def prepare_output_dir(out: Path, *, resume, overwrite: bool, eval_only: bool,
+                       is_main: bool) -> Optional['RunDirLock']:
+    """Before anything is written: refuse an earlier run (exit 2), or a folder another run is using (exit 2);
+    on rank 0, lock the folder for this run (returned: release it when the run ends), move an earlier run aside
+    with --overwrite, remove leftover *.tmp files, check the folder takes files. A refusal writes nothing."""
     found = [] if eval_only else earlier_run(out)
     if found and overwrite and resume:
         raise OutputDirError(f'--resume and --overwrite contradict each other for {out}: pass one of them')
     if found and not (resume or overwrite):
+        holder = lock_holder(out)
+        if holder is not None:
+            raise in_use(out, holder)
         raise OutputDirError(f'{out} holds an earlier run ({", ".join(found)}): pass --resume to continue it, or '
                              f'--overwrite to move its files into {out}/previous-<UTC time>/ and start afresh')
     if not is_main:
-        return
+        return None
+    lock = lock_run_dir(out)
+    try:
+        _prepare(out, found, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _prepare(out: Path, found: list, overwrite: bool) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         if found and overwrite:
             previous = out / time.strftime('previous-%Y%m%dT%H%M%SZ', time.gmtime())
             previous.mkdir()
             for entry in out.iterdir():
-                if entry != previous and not entry.name.startswith('previous-'):
+                if entry != previous and not entry.name.startswith('previous-') and entry.name != LOCK_FILE:
                     shutil.move(str(entry), str(previous / entry.name))
             logger.info('--overwrite: the earlier run in %s moved to %s', out, previous)
         for tmp in list(out.glob('*.tmp')) + list(out.glob('.*.tmp')):  # a write a kill interrupted
@@ -72,6 +100,91 @@ def prepare_output_dir(out: Path, *, resume, overwrite: bool, eval_only: bool, i
         if e.errno in UNWRITABLE:
             raise TrainingError(unwritable_message(e, str(out))) from None
         raise
+
+
+class RunDirLock:
+    """The flock of one run on its output folder (lock_run_dir); `release()` at the end of the run."""
+
+    def __init__(self, path: Path, file, previous: dict):
+        self.path, self.file, self.previous = path, file, previous
+
+    def log_takeover(self) -> None:
+        """Once logging is set up: one line when the lock file named a run that stopped without releasing it."""
+        if self.previous:
+            logger.warning('took over the lock of a stopped run (%s)', describe_holder(self.previous))
+
+    def release(self) -> None:
+        """Empty the file (the next run then knows this one ended), then unlock. The file stays: deleting it would
+        let a run that opened it just before lock an unlinked file while a third one locks a new one."""
+        if self.file.closed:
+            return
+        try:
+            self.file.truncate(0)
+            self.file.flush()
+        except OSError:
+            pass  # the flock goes anyway
+        self.file.close()  # closing the descriptor drops the flock
+
+
+def describe_holder(holder: dict) -> str:
+    return (f'pid {holder.get("pid", "?")} on {holder.get("host", "?")}, '
+            f'started {holder.get("started", "at an unknown time")}')
+
+
+def _read_holder(f) -> dict:
+    f.seek(0)
+    try:
+        holder = json.loads(f.read() or '{}')
+    except ValueError:
+        return {'pid': '?'}  # a file of other content: still somebody's lock
+    return holder if isinstance(holder, dict) else {'pid': '?'}
+
+
+def in_use(out: Path, holder: dict) -> OutputDirError:
+    return OutputDirError(f'{out} is in use by another run ({describe_holder(holder)}): wait for it to end or '
+                          'stop it, or choose another --output-dir')
+
+
+def lock_holder(out: Path) -> Optional[dict]:
+    """Who holds `<out>/.lock` now (what its file says), or None when nobody does; creates nothing."""
+    try:
+        f = open(out / LOCK_FILE)
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _read_holder(f)
+        return None  # free (closing the file drops our shared lock)
+
+
+def lock_run_dir(out: Path) -> RunDirLock:
+    """Take `<out>/.lock` (creating `out`), without waiting: OutputDirError (exit 2) naming the folder and the
+    holder's pid when another live run holds it. Writes this run's pid, host and start time into the file."""
+    path = out / LOCK_FILE
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        f = open(path, 'a+')  # not 'w': the holder's record must survive our open
+    except OSError as e:
+        if e.errno in UNWRITABLE:
+            raise TrainingError(unwritable_message(e, str(out))) from None
+        raise
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = _read_holder(f)
+        f.close()
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise TrainingError(f'cannot lock {path}: {e.strerror}; choose another --output-dir') from None
+        raise in_use(out, holder) from None
+    previous = _read_holder(f)
+    f.seek(0)
+    f.truncate(0)
+    f.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                        'started': time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}) + '\n')
+    f.flush()
+    return RunDirLock(path, f, previous)
 
 
 def write_atomic(path: Path, text: str) -> None:

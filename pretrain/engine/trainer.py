@@ -2,6 +2,7 @@
 (evaluation.py), logs and checkpoints (checkpointing.py)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +23,8 @@ from .preemption import StopRequest
 from .run_dir import prepare_output_dir
 from .rng import seed_all
 
+logger = logging.getLogger('cosub')
+
 
 class Trainer(TrainingLoop, Evaluation, Checkpointing):
     """Builds everything from a config, then `fit()` trains, evaluates, logs and checkpoints."""
@@ -34,13 +37,31 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
         self.eval_only = bool(cfg.eval_only)
         if self.eval_only and not (cfg.resume or cfg.finetune):
             raise TrainingError('--eval needs weights: pass --resume [CHECKPOINT] or --finetune CHECKPOINT')
+        self.run_lock = None  # rank 0's lock on the output folder, from prepare_output_dir to the end of run()
+        try:
+            self._build(splits)
+        except BaseException:
+            self.release_run_dir()
+            raise
+
+    def release_run_dir(self) -> None:
+        if self.run_lock is not None:
+            self.run_lock.release()
+
+    def _build(self, splits: Optional[data_lib.Splits]) -> None:
+        cfg = self.cfg
         if self.output_dir is not None:  # before anything is written
-            prepare_output_dir(self.output_dir, resume=cfg.resume, overwrite=bool(cfg.overwrite),
-                               eval_only=self.eval_only, is_main=self.d.is_main)
+            self.run_lock = prepare_output_dir(self.output_dir, resume=cfg.resume, overwrite=bool(cfg.overwrite),
+                                               eval_only=self.eval_only, is_main=self.d.is_main)
             if self.d.enabled:
                 dist.barrier()  # rank 0 has moved an earlier run aside
         setup_logging(self.output_dir, self.d.is_main)
         log_run_header(cfg, self.d.world_size)
+        if self.run_lock is not None:
+            self.run_lock.log_takeover()
+        if not self.eval_only and cfg.schedule.warmup_epochs >= cfg.epochs:  # allowed: short smoke tests do it
+            logger.warning('schedule.warmup_epochs=%s of %s epochs: the learning rate never reaches its peak (%s)',
+                           cfg.schedule.warmup_epochs, cfg.epochs, 'the whole run is warm-up')
         self.splits = splits or data_lib.build_splits(cfg.data)
         if self.splits.train is None and not self.eval_only:
             raise TrainingError('the dataset has no training split')
@@ -100,5 +121,6 @@ def run(cfg, splits: Optional[data_lib.Splits] = None) -> dict:
     try:
         return trainer.fit()
     finally:
+        trainer.release_run_dir()
         if dist.is_initialized():
             dist.destroy_process_group()
