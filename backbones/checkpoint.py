@@ -170,6 +170,31 @@ def extract_state_dict(ckpt: Any, source: str = 'checkpoint') -> Dict[str, Tenso
     return tensors
 
 
+# The models a training checkpoint may hold (pretrain/methods.py): the run's model, co-training's second model, the
+# mean teacher's EMA of the weights. 'model' is also the only weights of any other file.
+TRAINED_WEIGHTS = {'model': None, 'peer_model': 'cotrain', 'model_ema': 'mean_teacher'}  # name: --method writing it
+
+
+def weights_held(ckpt: Any) -> List[str]:
+    """The TRAINED_WEIGHTS a loaded checkpoint holds ('model' for any file with weights)."""
+    held = [k for k in TRAINED_WEIGHTS if k != 'model' and isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict)]
+    return ['model'] + held
+
+
+def select_weights(ckpt: Any, weights: str = 'model', source: str = 'checkpoint') -> Dict[str, Tensor]:
+    """The state dict of `weights` (one of TRAINED_WEIGHTS) in a loaded checkpoint; a name it lacks is refused
+    naming the ones it holds."""
+    if weights not in TRAINED_WEIGHTS:
+        raise CheckpointError(f'weights={weights!r}: expected one of {", ".join(TRAINED_WEIGHTS)}')
+    if weights == 'model':
+        return extract_state_dict(ckpt, source)
+    held = weights_held(ckpt)
+    if weights not in held:
+        raise CheckpointError(f'{source} holds no {weights} (written by --method {TRAINED_WEIGHTS[weights]}); '
+                              f'its weights: {", ".join(held)}')
+    return extract_state_dict(ckpt[weights], f'{source} ({weights})')
+
+
 def _strip_prefixes(sd: Dict[str, Tensor], model_keys: set) -> Dict[str, Tensor]:
     """Remove wrapper prefixes (DDP `module.`, compile `_orig_mod.`, MMSeg `backbone.`) the model lacks."""
     changed = True
@@ -284,6 +309,22 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, strict: bool =
 def load_into(model: nn.Module, ckpt: Any, source: str, *, strict: bool = False) -> LoadReport:
     """`load_checkpoint` for a checkpoint already read with `load_file` (`source` names it in messages): --resume
     reads the file once for both the weights and the training state."""
+    report, sd = fit_report(model, ckpt, source)
+    # Both refusals come before anything is copied: the model is left as it was.
+    name = getattr(model, 'model_name', type(model).__name__)
+    if strict and not (report.ok and not report.replaced):
+        raise CheckpointError(f'{source}: does not fit model {name} strictly: {fit_summary(report)}')
+    if len(report.unexpected) == len(sd):  # e.g. another architecture: nothing would be loaded at all
+        raise CheckpointError(f'{source}: does not fit model {name} at all, none of its tensors would load '
+                              f'(another architecture?): {fit_summary(report)}')
+    model.load_state_dict(sd, strict=False)
+    logger.info('%s', report)
+    return report
+
+
+def fit_report(model: nn.Module, ckpt: Any, source: str) -> tuple:
+    """(LoadReport, converted state dict) of loading `ckpt` into `model`, without loading anything: `model` may
+    be on the meta device."""
     sd = extract_state_dict(ckpt, source)
     report = LoadReport(source, meta={k: ckpt[k] for k in ('model_name', 'num_classes', 'img_size', 'config')
                                          if k in ckpt})
@@ -301,16 +342,7 @@ def load_into(model: nn.Module, ckpt: Any, source: str, *, strict: bool = False)
     misshaped = set(report.replaced) | {m.split(' ', 1)[0] for m in report.mismatched}
     report.missing = [k for k in own if k not in sd and k not in misshaped]
     report.unexpected = [k for k in sd if k not in own]
-    # Both refusals come before anything is copied: the model is left as it was.
-    name = getattr(model, 'model_name', type(model).__name__)
-    if strict and not (report.ok and not report.replaced):
-        raise CheckpointError(f'{source}: does not fit model {name} strictly: {fit_summary(report)}')
-    if len(report.unexpected) == len(sd):  # e.g. another architecture: nothing would be loaded at all
-        raise CheckpointError(f'{source}: does not fit model {name} at all, none of its tensors would load '
-                              f'(another architecture?): {fit_summary(report)}')
-    model.load_state_dict(sd, strict=False)
-    logger.info('%s', report)
-    return report
+    return report, sd
 
 
 def fit_summary(report: LoadReport) -> str:
@@ -321,3 +353,122 @@ def fit_summary(report: LoadReport) -> str:
     kinds = [('missing', report.missing), ('unexpected', report.unexpected), ('misshaped', misshaped)]
     counts = ', '.join(f'{len(keys)} {kind}' for kind, keys in kinds)
     return f'{counts} tensors; ' + '; '.join(f'{kind}: {first(keys)}' for kind, keys in kinds if keys)
+
+
+# -- which architecture a checkpoint holds -----------------------------------------------------------------------
+_BLOCK = re.compile(r'^blocks\.(\d+)\.')
+
+
+def _normalized(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Wrapper prefixes (module., backbone., ...) removed, official DeiT III names mapped to ours."""
+    return {official_to_timm_name(k): v for k, v in _strip_prefixes(dict(sd), set()).items()}
+
+
+def _trained_img_size(sd: Dict[str, Tensor]) -> Optional[int]:
+    """The input size a ViT was trained at: its pos_embed grid (a timm ViT keeps a class-token slot in it, ours has
+    none) times its patch size; None for other models."""
+    pos, proj = sd.get('pos_embed'), sd.get('patch_embed.proj.weight')
+    if pos is None or pos.ndim != 3 or proj is None or proj.ndim != 4:
+        return None
+    grid = _grid(pos.shape[1]) or _grid(pos.shape[1] - 1)
+    return grid * int(proj.shape[-1]) if grid else None
+
+
+def infer_vit_architecture(sd: Dict[str, Tensor], source: str = 'checkpoint', name: Optional[str] = None
+                           ) -> Optional[tuple]:
+    """(name, create_model arguments) of the ViT whose weights `sd` are, read from the tensor shapes; None when
+    `sd` holds no ViT (no patch_embed.proj.weight and blocks.N.*).
+
+    Width, depth, patch size, input channels, MLP ratio, qkv bias, LayerScale and the input size (the pos_embed
+    grid) are in the shapes; the number of heads is not. It is that of `name` (one of VIT_ARCHS, --model) when
+    given, else that of the one architecture of VIT_ARCHS (ViT-Ti ... ViT-H) with the same width and depth; a ViT
+    of another width and depth without `name` is refused.
+    """
+    from .vit import VIT_ARCHS
+    sd = _normalized(sd)
+    proj = sd.get('patch_embed.proj.weight')
+    depth = 1 + max((int(m.group(1)) for m in map(_BLOCK.match, sd) if m), default=-1)
+    if proj is None or proj.ndim != 4 or depth == 0:
+        return None
+    width, in_chans, patch = int(proj.shape[0]), int(proj.shape[1]), int(proj.shape[2])
+    name = name or next((n for n, (w, d, _, _) in VIT_ARCHS.items() if (w, d) == (width, depth)), None)
+    if name is None or proj.shape[2] != proj.shape[3]:
+        known = ', '.join(f'{n} {w}/{d}' for n, (w, d, _, _) in VIT_ARCHS.items())
+        raise CheckpointError(f'{source}: a ViT of width {width}, depth {depth}, patch {tuple(proj.shape[2:])} is '
+                              f'none of the known architectures (width/depth: {known}); its number of heads is '
+                              'not in the weights: pass --model NAME, the architecture with its number of heads '
+                              '(its other sizes are read from the weights)')
+    args = {}
+    for key, value, default in (('embed_dim', width, VIT_ARCHS[name][0]), ('depth', depth, VIT_ARCHS[name][1]),
+                                ('patch_size', patch, VIT_ARCHS[name][3]), ('in_chans', in_chans, 3)):
+        if value != default:
+            args[key] = value
+    fc1 = sd.get('blocks.0.mlp.fc1.weight')
+    if fc1 is not None and fc1.shape[0] != 4 * width:
+        args['mlp_ratio'] = fc1.shape[0] / width
+    if 'blocks.0.attn.qkv.bias' not in sd:
+        args['qkv_bias'] = False
+    if 'blocks.0.ls1.gamma' not in sd:
+        args['init_values'] = None  # no LayerScale (a ViT before DeiT III)
+    img_size = _trained_img_size(sd)
+    if img_size:
+        args['img_size'] = img_size
+    head = sd.get('head.weight')
+    args['num_classes'] = int(head.shape[0]) if head is not None and head.ndim == 2 else 0
+    return name, args
+
+
+# create_model arguments of a training config's `model` that do not change the architecture
+_NOT_ARCHITECTURE = ('name', 'num_classes', 'img_size', 'drop_path_rate', 'drop_path_mode', 'drop_path_schedule')
+
+
+def architecture_of(ckpt: Any, sd: Dict[str, Tensor], source: str = 'checkpoint',
+                    model_name: Optional[str] = None) -> tuple:
+    """(name, create_model arguments) that `sd` (the weights of the loaded `ckpt`) are the weights of.
+
+    The name our training checkpoints store, with the shape arguments of their config; else a ViT read from the
+    shapes (`infer_vit_architecture`); `model_name` (--model) overrides both (for one of our ViTs: its number of
+    heads, the shapes tell the rest). A file that holds no ViT and names no architecture is refused, naming what
+    it holds.
+    """
+    ours = ckpt if isinstance(ckpt, dict) else {}
+    stored = ours.get('model_name')
+    name = model_name or stored
+    if not name:
+        found = infer_vit_architecture(sd, source)
+        if found is None:
+            keys = list(sd)
+            raise CheckpointError(f'{source}: holds no ViT (no patch_embed.proj.weight and blocks.N.*) and names no '
+                                  f'architecture (no model_name); found {len(keys)} tensors: '
+                                  f'{", ".join(keys[:4])}{", ..." if len(keys) > 4 else ""}; pass --model NAME')
+        return found
+    from .vit import VIT_ARCHS
+    if name != stored and name in VIT_ARCHS:  # --model names the heads; the shapes tell the rest
+        found = infer_vit_architecture(sd, source, name)
+        if found is not None:
+            return found
+    config = ours.get('config') or {}
+    args = {}
+    if name == stored:  # ours: the shape it was trained with
+        args = {k: v for k, v in (config.get('model') or {}).items() if k not in _NOT_ARCHITECTURE and v is not None}
+    img_size = ours.get('img_size') or config.get('input_size') or _trained_img_size(_normalized(sd))
+    if img_size:
+        args['img_size'] = int(img_size)
+    head = next((v for k, v in sd.items() if HEAD_KEYS.match(k) and k.endswith('weight') and v.ndim == 2), None)
+    args['num_classes'] = int(head.shape[0]) if head is not None else 0
+    return name, args
+
+
+def check_fits(sd: Dict[str, Tensor], name: str, args: dict, source: str = 'checkpoint') -> None:
+    """Refuse weights that `create_model(name, **args)` does not load strictly (built on the meta device: no
+    memory, no initialisation)."""
+    from .factory import create_model
+    try:
+        with torch.device('meta'):
+            model = create_model(name, **args)
+    except ValueError as e:
+        raise CheckpointError(f'{source}: {_first_line(e)}') from None
+    report, _ = fit_report(model, sd, source)
+    if not report.ok or report.replaced:
+        shown = ', '.join(f'{k}={v!r}' for k, v in args.items())
+        raise CheckpointError(f'{source}: the weights are not those of {name}({shown}): {fit_summary(report)}')
