@@ -5,7 +5,10 @@
     cosub-export-backbone outputs/vit_b/checkpoint.pth --hub-dir hub/cosub_vit_b
 
 A file export (DST) strips the head and training state; it reads every format `backbones.load_checkpoint` reads
-and writes our format (`.pth`, loads with weights_only=True) or `.safetensors`, official DeiT III names mapped.
+and writes our format (`.pth`, loads with weights_only=True, naming the architecture) or `.safetensors`, official
+DeiT III names mapped. `--weights peer_model` / `model_ema` exports co-training's second model / the mean teacher's
+EMA instead of the run's model. The architecture is the one the checkpoint names, else a ViT read from the tensor
+shapes (an official DeiT III file), else --model; what is written is checked to load strictly into it.
 
 A Hub export (--hub-dir) writes `model.safetensors`, `config.json` in timm's format and a model card `README.md`
 (training config, the evaluation numbers of the run's `log.jsonl`, citation). The architecture it names is timm's
@@ -14,12 +17,15 @@ into `model_args`), checked by comparing the two models' outputs, so that in any
     timm.create_model('local-dir:hub/cosub_vit_b', pretrained=True)      # or 'hf-hub:<you>/<repo>' once uploaded
 Upload with `huggingface_hub.upload_folder(repo_id=..., folder_path='hub/cosub_vit_b')`. The head is kept
 (`timm.create_model(..., num_classes=0)` drops it).
+
+Nothing is overwritten without --overwrite. Exit status: 0 written; 2 refused before anything was written (the
+output exists, a checkpoint that cannot be read or holds no such weights or no model), one line naming it; 1 the
+output could not be written.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -28,35 +34,58 @@ from pathlib import Path
 
 import timm
 
-from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, extract_state_dict, load_file,
-                         official_to_timm_name, save_file)
+from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, architecture_of, check_fits, load_file,
+                         official_to_timm_name, save_file, select_weights)
 
 _PREFIXES = ('module.', '_orig_mod.')
+# how each of TRAINED_WEIGHTS is named in a model card, and the suffix of its metrics in log.jsonl (pretrain/methods.py)
+WEIGHTS_TITLES = {'model': ('', ''), 'peer_model': ("co-training's second model", '_peer'),
+                  'model_ema': ("the mean teacher's EMA of the weights", '_ema')}
 
 
-def export_backbone(src: str | Path, dst: str | Path, *, keep_head: bool = False, allow_pickle: bool = False) -> dict:
+def _check_output_file(dst: Path, overwrite: bool) -> None:
+    if dst.is_dir():
+        raise CheckpointError(f'{dst}: is a folder; DST is the file to write (.pth or .safetensors), a Hub folder '
+                              'is --hub-dir DIR')
+    if dst.exists() and not overwrite:
+        raise CheckpointError(f'{dst}: exists; nothing is overwritten: give a new file name, or --overwrite to '
+                              'replace it')
+
+
+def export_backbone(src: str | Path, dst: str | Path, *, keep_head: bool = False, weights: str = 'model',
+                    model_name: str | None = None, overwrite: bool = False, allow_pickle: bool = False) -> dict:
+    """Write the backbone of `weights` in `src` to `dst`; returns what was written (tensors, dropped, model_name,
+    model_args). Refuses an existing `dst` unless `overwrite`, and weights that do not load into an architecture."""
+    dst = Path(dst)
+    _check_output_file(dst, overwrite)
     ckpt = load_file(src, allow_pickle=allow_pickle)
-    sd = extract_state_dict(ckpt, str(src))
-    out = {}
+    sd = select_weights(ckpt, weights, str(src))
+    renamed = {}
     for key, value in sd.items():
         for prefix in _PREFIXES:
             key = key.removeprefix(prefix)
-        key = official_to_timm_name(key)
-        if keep_head or not HEAD_KEYS.match(key):
-            out[key] = value.detach().cpu().contiguous()
-    meta = {k: ckpt[k] for k in ('model_name', 'img_size') if isinstance(ckpt, dict) and k in ckpt}
-    dst = Path(dst)
+        renamed[official_to_timm_name(key)] = value.detach().cpu().contiguous()
+    name, args = architecture_of(ckpt, renamed, str(src), model_name)
+    out = {k: v for k, v in renamed.items() if keep_head or not HEAD_KEYS.match(k)}
+    if len(out) < len(renamed):
+        args['num_classes'] = 0  # the head is gone: what loads these weights is the model without one
+    check_fits(out, name, args, f'{src} ({weights})' if weights != 'model' else str(src))
+    shape = {k: v for k, v in args.items() if k not in ('num_classes', 'img_size')}
+    config = ckpt.get('config') if isinstance(ckpt, dict) and ckpt.get('model_name') == name else None
+    # the training config when there is one (read by --finetune and --hub-dir), else the shape
+    meta = dict(model_name=name, weights=weights, config=config or dict(model=dict(name=name, **shape)))
+    if 'img_size' in args:
+        meta['img_size'] = args['img_size']
     if dst.suffix == '.safetensors':
         save_file(out, dst)
     else:
         save_file(dict(format=FORMAT, version=VERSION, backbone_only=True, source=str(src), model=out, **meta), dst)
-    return dict(tensors=len(out), dropped=len(sd) - len(out), **meta)
+    return dict(tensors=len(out), dropped=len(renamed) - len(out), model_name=name, model_args=shape,
+                img_size=args.get('img_size'), weights=weights)
 
 
 # -- Hugging Face Hub folder ------------------------------------------------------------------------------------
 TIMM_SIZES = {'vit_s': 'small', 'vit_m': 'medium', 'vit_b': 'base', 'vit_l': 'large', 'vit_h': 'huge'}
-# Constructor arguments of our ViT that fix the weights' shapes or the computation; timm's ViT takes the same names.
-ARCH_KEYS = ('embed_dim', 'depth', 'num_heads', 'patch_size', 'mlp_ratio', 'qkv_bias', 'global_pool', 'in_chans')
 CITATION = """@inproceedings{touvron2023cosub,
   title     = {Co-training $2^L$ Submodels for Visual Recognition},
   author    = {Touvron, Hugo and Cord, Matthieu and Oquab, Maxime and Bojanowski, Piotr and Verbeek, Jakob and
@@ -85,7 +114,9 @@ def timm_architecture(model_name: str, model_args: dict, img_size: int) -> tuple
     reference = VIT_ARCHS[{v: k for k, v in TIMM_SIZES.items()}[size]]
     defaults = dict(zip(('embed_dim', 'depth', 'num_heads', 'patch_size'), reference), mlp_ratio=4.0, qkv_bias=True,
                     global_pool='token', in_chans=3)
-    args = {k: v for k, v in shape.items() if v != defaults[k]}
+    args = {k: v for k, v in shape.items() if k not in defaults or v != defaults[k]}
+    if args.get('init_values', None) is not None:  # a LayerScale's initial value: the weights replace it
+        del args['init_values']                     # (None, no LayerScale at all, is passed on)
     if args.get('global_pool') == 'avg':
         args['fc_norm'] = False  # ours pools after the final norm; timm's default for 'avg' is a norm after pooling
     if int(name.rsplit('_', 1)[1]) != img_size:
@@ -93,13 +124,9 @@ def timm_architecture(model_name: str, model_args: dict, img_size: int) -> tuple
     return name, args
 
 
-def _vit_patch(model_name: str):
-    from .vit import VIT_ARCHS
-    return VIT_ARCHS[model_name][3] if model_name in VIT_ARCHS else None
-
-
-def _eval_numbers(src: Path) -> tuple:
-    """(last record, best val_top1 record) of the log.jsonl next to the checkpoint, or (None, None)."""
+def _eval_numbers(src: Path, suffix: str = '') -> tuple:
+    """(last record, best val_top1 record) of the log.jsonl next to the checkpoint, or (None, None); with `suffix`
+    ('_peer', '_ema') the records of that model, its metrics under the plain names."""
     log = src.parent / 'log.jsonl'
     if not log.is_file():
         return None, None
@@ -107,22 +134,27 @@ def _eval_numbers(src: Path) -> tuple:
     for n, line in enumerate(log.read_text().splitlines(), 1):
         if line.strip():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 raise CheckpointError(f'{log}:{n}: not a JSON line; expected one record per epoch') from None
+            if suffix:
+                record = {k.removesuffix(suffix): v for k, v in record.items() if k.endswith(suffix) or k == 'epoch'}
+            records.append(record)
     with_top1 = [r for r in records if isinstance(r.get('val_top1'), (int, float))]
     return (records[-1] if records else None), (max(with_top1, key=lambda r: r['val_top1']) if with_top1 else None)
 
 
 def _model_card(src: Path, architecture: str, model_args: dict, model_name: str, num_classes: int, config: dict,
-                img_size: int) -> str:
-    last, best = _eval_numbers(src)
+                img_size: int, weights: str = 'model') -> str:
+    title, suffix = WEIGHTS_TITLES[weights]
+    last, best = _eval_numbers(src, suffix)
     metric_keys = ('epoch', 'val_top1', 'val_top5', 'val_loss', 'v2_top1', 'v2_top5', 'real_top1', 'real_top5')
     lines = ['---', 'library_name: timm', 'license: apache-2.0', 'tags:', '- image-classification', '- timm',
              '- cosub', '---', '', f'# {model_name} trained with cosub', '',
              f'A DeiT III Vision Transformer (`{model_name}`, {img_size}x{img_size}, {num_classes} classes) trained '
              'with submodel co-training (cosub) and efficient stochastic depth, exported from '
-             f'`{src.name}` by `cosub-export-backbone`. Architecture in timm: `{architecture}`'
+             f'`{src.name}`' + (f' (`{weights}`: {title})' if title else '') + ' by `cosub-export-backbone`. '
+             f'Architecture in timm: `{architecture}`'
              + (f' with `{json.dumps(model_args)}`.' if model_args else '.'), '',
              '## Use', '', '```python', 'import timm',
              "model = timm.create_model('hf-hub:<owner>/<repo>', pretrained=True)  # or 'local-dir:<this folder>'",
@@ -133,62 +165,63 @@ def _model_card(src: Path, architecture: str, model_args: dict, model_name: str,
     else:
         lines += ['| record | ' + ' | '.join(k for k in metric_keys if k in last) + ' |',
                   '|---|' + '---|' * sum(k in last for k in metric_keys)]
-        for title, record in (('last epoch', last), ('best val_top1', best)):
+        for row, record in (('last epoch', last), ('best val_top1', best)):
             if record is not None:
-                lines.append(f'| {title} | ' + ' | '.join(f'{record[k]:.4g}' if isinstance(record.get(k), float)
-                                                         else str(record.get(k, '')) for k in metric_keys
-                                                         if k in last) + ' |')
-        lines += ['', f'From `{src.parent.name}/log.jsonl` of the run: top-1/top-5 in % on the validation data of '
-                  'the configuration below.']
+                lines.append(f'| {row} | ' + ' | '.join(f'{record[k]:.4g}' if isinstance(record.get(k), float)
+                                                       else str(record.get(k, '')) for k in metric_keys
+                                                       if k in last) + ' |')
+        lines += ['', f'From `{src.parent.name}/log.jsonl` of the run' + (f' (the `*{suffix}` metrics, {title})'
+                                                                         if suffix else '')
+                  + ': top-1/top-5 in % on the validation data of the configuration below.']
     lines += ['', '## Training configuration', '', '```json', json.dumps(config, indent=1, sort_keys=True,
                                                                           default=str), '```',
               '', '## Citation', '', '```bibtex', CITATION, '```', '']
     return '\n'.join(lines)
 
 
+def _check_hub_dir(hub_dir: Path, overwrite: bool) -> None:
+    if hub_dir.exists() and not hub_dir.is_dir():
+        raise CheckpointError(f'--hub-dir {hub_dir}: is a file; give a folder')
+    if hub_dir.exists() and any(hub_dir.iterdir()) and not overwrite:
+        raise CheckpointError(f'--hub-dir {hub_dir}: exists and is not an empty folder; nothing is overwritten, '
+                              'give a new folder, or --overwrite to replace its config.json, model.safetensors and '
+                              'README.md')
+
+
 def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str | None = None,
-                      allow_pickle: bool = False) -> dict:
-    """Write `hub_dir` (which must not exist, or be empty) with model.safetensors, config.json and README.md."""
+                      weights: str = 'model', overwrite: bool = False, allow_pickle: bool = False) -> dict:
+    """Write `hub_dir` (which must not exist, or be empty, unless `overwrite`) with model.safetensors, config.json
+    and README.md of `weights` in `src`. With `overwrite` those three files are replaced and others are kept."""
     import torch
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from timm.models._hub import save_config_for_hf
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_into
     from .factory import create_model
 
     src, hub_dir = Path(src), Path(hub_dir)
-    if hub_dir.exists() and (not hub_dir.is_dir() or any(hub_dir.iterdir())):
-        raise CheckpointError(f'--hub-dir {hub_dir}: exists and is not an empty folder; nothing is overwritten, '
-                              'give a new folder')
+    _check_hub_dir(hub_dir, overwrite)
     ckpt = load_file(src, allow_pickle=allow_pickle, mmap=True)
-    sd = extract_state_dict(ckpt, str(src))
-    config = ckpt.get('config') or {}
-    model_name = model_name or ckpt.get('model_name')
-    if not model_name:
-        raise CheckpointError(f'{src} does not name its architecture (not one of our training checkpoints); '
-                              'pass --model NAME (e.g. vit_b)')
-    model_cfg = config.get('model') or {}
-    model_args = {k: model_cfg[k] for k in ARCH_KEYS if model_cfg.get(k) is not None}
-    img_size = ckpt.get('img_size') or config.get('input_size')
-    if img_size is None and 'pos_embed' in sd:  # a file without our metadata: the trained grid tells the size
-        patch = model_args.get('patch_size') or _vit_patch(model_name)
-        img_size = math.isqrt(sd['pos_embed'].shape[1]) * patch if patch else None
+    source = f'{src} ({weights})' if weights != 'model' else str(src)
+    sd = select_weights(ckpt, weights, str(src))
+    config = (ckpt.get('config') if isinstance(ckpt, dict) else None) or {}
+    model_name, args = architecture_of(ckpt, sd, str(src), model_name)
+    num_classes = args.pop('num_classes')
+    img_size = args.pop('img_size', None)
     if img_size is None:
-        raise CheckpointError(f'{src} states no input size (not one of our training checkpoints)')
-    img_size = int(img_size)
-    head = next((v for k, v in sd.items() if HEAD_KEYS.match(k) and k.endswith('weight')), None)
-    num_classes = int(head.shape[0]) if head is not None else 0
+        raise CheckpointError(f'{src} states no input size (not one of our training checkpoints, and no ViT '
+                              'position embeddings to read it from)')
 
-    ours = create_model(model_name, num_classes=num_classes, img_size=img_size, **model_args).eval()
-    load_checkpoint(ours, src, strict=True, allow_pickle=allow_pickle)
-    architecture, timm_args = timm_architecture(model_name, model_args, img_size)
+    ours = create_model(model_name, num_classes=num_classes, img_size=img_size, **args).eval()
+    load_into(ours, sd, source, strict=True)
+    architecture, timm_args = timm_architecture(model_name, args, img_size)
     theirs = timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_args).eval()
     try:
         theirs.load_state_dict(ours.state_dict(), strict=True)
     except RuntimeError as e:
         raise CheckpointError(f'{src}: the weights do not fit timm\'s {architecture} {timm_args}: '
                               f'{str(e).splitlines()[0]}') from None
-    x = torch.randn(1, model_args.get('in_chans', 3), img_size, img_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(1, args.get('in_chans', 3), img_size, img_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = ours(x), theirs(x)
     if not torch.allclose(a, b, rtol=1e-4, atol=1e-4):
@@ -200,7 +233,7 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
         mean, std = tuple(data['mean']), tuple(data['std'])
     else:  # the training pipeline's default normalisation (pretrain/data.py: ImageNet's, as timm's)
         mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-    data_config = dict(input_size=(model_args.get('in_chans', 3), img_size, img_size), interpolation='bicubic',
+    data_config = dict(input_size=(args.get('in_chans', 3), img_size, img_size), interpolation='bicubic',
                        mean=mean, std=std, crop_mode='center',
                        # a checkpoint without our config: DeiT III's evaluation crop (ratio 1.0) as our base config
                        crop_pct=float(data['eval_crop_ratio']) if 'eval_crop_ratio' in data else 1.0)
@@ -213,14 +246,22 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
         save_config_for_hf(theirs, tmp / 'config.json', data_config=data_config,
                            model_config=dict(pretrained_cfg=dict(tag='cosub')))
         (tmp / 'README.md').write_text(_model_card(src, architecture, timm_args, model_name, num_classes, config,
-                                                   img_size))
+                                                   img_size, weights))
         for path in [tmp] + list(tmp.iterdir()):  # temporary files are private; the folder is for sharing
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        os.replace(tmp, hub_dir)
+        if hub_dir.is_dir() and any(hub_dir.iterdir()):  # --overwrite: each file replaced atomically, others kept
+            for path in tmp.iterdir():
+                os.replace(path, hub_dir / path.name)
+            tmp.rmdir()
+        else:
+            if hub_dir.is_dir():
+                hub_dir.rmdir()  # an empty folder (os.replace onto it is not portable)
+            os.replace(tmp, hub_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dict(architecture=architecture, model_args=timm_args, num_classes=num_classes, tensors=len(sd))
+    return dict(architecture=architecture, model_args=timm_args, num_classes=num_classes, tensors=len(sd),
+                weights=weights)
 
 
 def main(argv=None) -> None:
@@ -229,23 +270,36 @@ def main(argv=None) -> None:
     p.add_argument('dst', nargs='?', help='output file: .pth (our format) or .safetensors')
     p.add_argument('--hub-dir', help='write a Hugging Face Hub folder here instead (config.json, model.safetensors, '
                    'README.md), which timm loads as local-dir:DIR')
-    p.add_argument('--model', help='architecture of a checkpoint that does not name it (--hub-dir only)')
+    p.add_argument('--weights', default='model', choices=list(WEIGHTS_TITLES),
+                   help="which model of a training checkpoint: the run's (default), co-training's second "
+                        "(--method cotrain) or the mean teacher's EMA (--method mean_teacher)")
+    p.add_argument('--model', help='architecture of a checkpoint that does not name it (for one of our ViTs: its '
+                   'number of heads; the other sizes are read from the weights)')
     p.add_argument('--keep-head', action='store_true', help='keep the classifier head (a Hub folder always keeps it)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing DST (or the files of --hub-dir)')
     p.add_argument('--allow-pickle', action='store_true', help='allow a source that needs pickled code (trusted only)')
     args = p.parse_args(argv)
     if (args.dst is None) == (args.hub_dir is None):
         p.error('give either DST (a file) or --hub-dir DIR')
+    common = dict(model_name=args.model, weights=args.weights, overwrite=args.overwrite,
+                  allow_pickle=args.allow_pickle)
+    out = args.hub_dir or args.dst
     try:
         if args.hub_dir:
-            info = export_hub_folder(args.src, args.hub_dir, model_name=args.model, allow_pickle=args.allow_pickle)
+            info = export_hub_folder(args.src, args.hub_dir, **common)
             print(f'wrote {args.hub_dir}: config.json ({info["architecture"]}, {info["num_classes"]} classes'
                   + (f', model_args {info["model_args"]}' if info['model_args'] else '')
-                  + '), model.safetensors, README.md')
+                  + f'), model.safetensors ({args.weights}), README.md')
             return
-        info = export_backbone(args.src, args.dst, keep_head=args.keep_head, allow_pickle=args.allow_pickle)
-    except CheckpointError as e:
-        sys.exit(f'error: {e}')
-    print(f'wrote {args.dst}: {info["tensors"]} tensors ({info["dropped"]} head tensors dropped)')
+        info = export_backbone(args.src, args.dst, keep_head=args.keep_head, **common)
+    except CheckpointError as e:  # refused before anything was written
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # e.g. a read-only or full disk; the atomic writes leave no partial output
+        sys.exit(f'error: {out}: could not be written ({e.strerror or e})')
+    shape = ', '.join(f'{k}={v!r}' for k, v in info['model_args'].items())
+    print(f'wrote {args.dst}: {info["tensors"]} tensors of {info["model_name"]}({shape}), {args.weights} '
+          f'({info["dropped"]} head tensors dropped)')
 
 
 if __name__ == '__main__':

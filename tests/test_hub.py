@@ -278,8 +278,9 @@ def test_export_loads_in_timm_without_our_package(tmp_path, capsys):
             torch.testing.assert_close(logits, model(x))
 
     # nothing is overwritten; a file that is not a checkpoint is one line
-    with pytest.raises(SystemExit, match='exists and is not an empty folder'):
+    with pytest.raises(SystemExit) as refused:
         export_main([str(ckpt_s), '--hub-dir', str(tmp_path / 'hub_s')])
+    assert refused.value.code == 2 and 'exists and is not an empty folder' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export_main([str(ckpt_s)])
     assert 'give either DST' in capsys.readouterr().err
