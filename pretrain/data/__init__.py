@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from . import augment
+from .. import augment
 
 logger = logging.getLogger(__name__)
 
