@@ -40,6 +40,7 @@ b)
         --out "$OUT/train_throughput_cuda_compiled"
     run 60 'data pipeline' benchmarks.data_pipeline --device cuda --workers 15 --images 150 --single 100 \
         --loader-rounds 3 --out "$OUT/data_pipeline_cuda"
+    run 60 'LAMB step, timm vs ours' benchmarks.optimizer_step --models vit_l --out "$OUT/optimizer_step_cuda"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_suite.sh a|b" >&2
