@@ -56,6 +56,7 @@ def _cfg(name: str) -> Dict[str, dict]:
             cfg = timm.models.get_pretrained_cfg(f'{deit3}.{tag}').to_dict()
             cfg['hf_hub_id'] = f'timm/{deit3}.{tag}'  # timm's repo for that tag (timm expands 'timm/' so)
             cfg['architecture'], cfg['tag'] = name, tag
+            cfg['fixed_input_size'] = False  # unlike timm's deit3 ViTs, ours resizes pos_embed to any input grid
             cfgs[f'{name}.{tag}'] = cfg
     for key, repo in COSUB_WEIGHTS.items():  # preprocessing as DeiT III at that size (the export writes it too)
         if key.split('.')[0] == name and cfgs:
@@ -64,7 +65,7 @@ def _cfg(name: str) -> Dict[str, dict]:
         res = int(name.rsplit('_', 1)[1])
         reference = timm.models.get_pretrained_cfg('deit3_small_patch16_384' if res == 384 else 'deit3_small_patch16_224')
         cfgs[name] = dict(url='', hf_hub_id=None, num_classes=1000, input_size=(3, res, res), pool_size=None,
-                          crop_pct=reference.crop_pct, interpolation=reference.interpolation, fixed_input_size=True,
+                          crop_pct=reference.crop_pct, interpolation=reference.interpolation, fixed_input_size=False,
                           mean=reference.mean, std=reference.std, first_conv='patch_embed.proj', classifier='head',
                           license='apache-2.0')
     return cfgs
@@ -90,7 +91,9 @@ def _create(name: str, pretrained: bool = False, **kwargs) -> VisionTransformer:
     # features_only=True: the last 3 blocks by default, as timm's ViTs (timm's builder would take blocks 0-4)
     out_indices = kwargs.pop('out_indices', 3)
     embed_dim, depth, num_heads, patch_size = VIT_ARCHS[arch_of(name)]
-    args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size)
+    # the resolution in the name is the model's (pos_embed grid), as timm's deit3_*_384 entry points set img_size
+    args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size,
+                img_size=int(name.rsplit('_', 1)[1]))
     model = build_model_with_cfg(VisionTransformer, name, pretrained, pretrained_filter_fn=_filter,
                                  feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
                                  **dict(args, **kwargs))
