@@ -3,7 +3,7 @@
     python -m benchmarks.data_pipeline [--device cuda] [--workers 15] [--images 200] [--out PATH]
 
 Pipelines, all RandomResizedCrop 224 (bicubic) + flip + 3-Augment + colour jitter 0.3 + normalisation:
-- ours: the worker half of pretrain/data.py (decode with JPEG draft, crop, resize on uint8, flip -> uint8 tensor
+- ours: the worker half of pretrain/data/ (decode with JPEG draft, crop, resize on uint8, flip -> uint8 tensor
   + per-sample parameters), and, timed separately on --device, the device half (pretrain/augment.py: 3-Augment,
   jitter, normalisation on the uint8 batch);
 - deit: the official DeiT III recipe rebuilt from its description (torchvision v1 transforms on PIL images:

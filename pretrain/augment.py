@@ -1,6 +1,6 @@
 """The device half of the training augmentation: 3-Augment, colour jitter and normalisation on a uint8 batch.
 
-DataLoader workers do only what needs the file (decode, crop, resize, flip: pretrain/data.py) and return uint8
+DataLoader workers do only what needs the file (decode, crop, resize, flip: pretrain/data/) and return uint8
 images plus, per sample, the random parameters of the rest, drawn from the sample's own seed. This module applies
 those parameters to the whole batch on the device with batched tensor ops (no Python loop over samples), so a
 sample's augmentation depends only on its seed, never on the batch it lands in or the number of workers/GPUs.

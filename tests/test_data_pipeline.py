@@ -1,4 +1,4 @@
-"""The loader (pretrain/data.py: uint8 workers, JPEG draft decoding) and the device augmentation
+"""The loader (pretrain/data/: uint8 workers, JPEG draft decoding) and the device augmentation
 (pretrain/augment.py). CPU only, fast; speed is measured by benchmarks/data_pipeline.py, not here."""
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from pretrain import augment as A
 from pretrain import data as D
+from pretrain.data import loader as L, transforms as T  # where the names that tests replace are used
 
 TRAIN = dict(crop='rrc', rrc_scale=(0.08, 1.0), hflip=0.5, three_augment=True, color_jitter=0.3)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -111,14 +112,14 @@ def test_draft_decode_maps_the_crop_exactly(tmp_path):
     scale = D.draft_scale(img, 920 / 224)
     assert scale == 4 and img.size == (400, 300)
     reduced = D.snap_box(box, scale)
-    drafted = D._resize(D._tensor(D.to_rgb(img).crop(reduced)), 224, 224)
+    drafted = T._resize(T._tensor(D.to_rgb(img).crop(reduced)), 224, 224)
     full = Image.open(path).convert('RGB').crop(tuple(v * scale for v in reduced))  # the same box, full size
-    reference = D._resize(D._tensor(full), 224, 224)
+    reference = T._resize(T._tensor(full), 224, 224)
     diff = (drafted.float() - reference.float()).abs()
     assert diff.mean() < 1.0 and diff.max() < 12, (diff.mean(), diff.max())
     # a box off by one reduced pixel is visibly further away: the test can tell a wrong mapping
     shifted = Image.open(path).convert('RGB').crop(tuple((v + 1) * scale for v in reduced))
-    assert (drafted.float() - D._resize(D._tensor(shifted), 224, 224).float()).abs().mean() > 2 * diff.mean()
+    assert (drafted.float() - T._resize(T._tensor(shifted), 224, 224).float()).abs().mean() > 2 * diff.mean()
 
 
 @pytest.mark.parametrize('kind', ['rrc', 'src', 'eval'])
@@ -131,10 +132,10 @@ def test_transforms_with_and_without_draft_agree(tmp_path, monkeypatch, kind):
     else:
         tf = D.build_train_transform(dict(TRAIN, crop=kind, rrc_scale=(0.5, 1.0)), 224)
     scales, draft_scale = [], D.draft_scale
-    monkeypatch.setattr(D, 'draft_scale', lambda *a: scales.append(draft_scale(*a)) or scales[-1])
+    monkeypatch.setattr(T, 'draft_scale', lambda *a: scales.append(draft_scale(*a)) or scales[-1])
     drafted, params = tf(Image.open(path), 7)
     assert scales[0] >= 2  # this crop was decoded at reduced scale
-    monkeypatch.setattr(D, 'DRAFT_SCALES', ())
+    monkeypatch.setattr(T, 'DRAFT_SCALES', ())
     full, params_full = tf(Image.open(path), 7)
     assert all(torch.equal(params[k], params_full[k]) for k in params)
     diff = (drafted.float() - full.float()).abs()
@@ -169,7 +170,7 @@ def test_dali_backend():
 
 
 def test_dali_backend_refused_when_unavailable(monkeypatch):
-    monkeypatch.setattr(D, 'dali_available', lambda: (False, 'nvidia.dali is not installed'))
+    monkeypatch.setattr(L, 'dali_available', lambda: (False, 'nvidia.dali is not installed'))
     with pytest.raises(D.DataError, match="data.backend='dali'.*nvidia.dali is not installed"):
         D.check_backend({'backend': 'dali'})
     with pytest.raises(D.DataError, match="data.backend='tf'"):
