@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's benchmark table, in two parts of about 4 minutes each on one H200 (a device
+# Every GPU figure of the README's benchmark table, in two parts of about 5 minutes each on one H200 (a device
 # session allows 10 minutes per command): run from the repository root as
-#     bash benchmarks/gpu_suite.sh a      # ESD vs masking (eager and compiled), cosub+ESD vs baseline for ViT-L
+#     bash benchmarks/gpu_suite.sh a      # ESD vs masking (eager and compiled), cosub+ESD vs baseline for ViT-L,
+#                                         # the six Table 4 methods' step cost (ViT-L b64)
 #     bash benchmarks/gpu_suite.sh b      # ViT-B b256 MFU (compiled), the engine loader-fed vs in-memory, loader
 # Results go to $OUT (default benchmarks/results) as <benchmark>_cuda*.{json,md}, each with device, versions,
 # date, command and machine load. A benchmark that fails or runs past its limit is reported and the next one runs.
@@ -31,6 +32,7 @@ a)
         --compile-rates 0.45 --compile-runs vit_b@80 --out "$OUT/esd_cuda"
     run 240 'cosub+ESD vs baseline, ViT-L b64' benchmarks.pretrain_step --models vit_l@64 --repeats 5 --warmup 2 \
         --compile-variants baseline cosub_esd --out "$OUT/pretrain_step_cuda_vitl64"
+    run 100 'Table 4 methods, ViT-L b64' benchmarks.methods --device cuda --out "$OUT/methods_cuda"
     ;;
 b)
     run 130 'ViT-B b256 MFU' benchmarks.pretrain_step --models vit_b@256 --repeats 3 --warmup 1 \

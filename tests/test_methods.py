@@ -271,3 +271,20 @@ def test_submit_takes_the_method_and_dry_runs_without_submitting(capsys):
     submit.main(['--cfg', 'vit_l', '--partition', 'p', '--method', 'cotrain', '--dry-run'])
     out = capsys.readouterr().out
     assert 'method            cotrain: (d) co-training' in out and 'GPU-hours' in out
+
+
+def test_cost_benchmark_measures_figure_2_storage(tmp_path):
+    """benchmarks/methods.py on the real engine: the weights and optimizer state each method holds are Figure 2's
+    (exact counts; its timings are for the benchmark's report, never asserted)."""
+    from benchmarks import methods as bench
+    result = bench.main(['--device', 'cpu', '--model', 'vit_t', '--img-size', '32', '--batch', '4', '--steps', '1',
+                         '--warmup', '1', '--rounds', '1', '--methods', 'baseline', 'kd', 'mean_teacher', 'cotrain',
+                         '--out', str(tmp_path / 'methods')])
+    rows = {r['method']: r for r in result['results']}
+    for name, row in rows.items():
+        weights, optimizer, _ = row['paper'].values()
+        assert row['weights_vs_baseline'] == pytest.approx(weights, rel=1e-3), name
+        assert row['optimizer_vs_baseline'] == pytest.approx(optimizer, rel=1e-3), name
+        assert row['step_ms'] > 0
+    assert rows['cotrain']['trained_params'] == 2 * rows['baseline']['trained_params']
+    assert (tmp_path / 'methods.md').read_text().count('\n| ') == 1 + len(rows)

@@ -222,3 +222,22 @@ def test_compute_table_matches_the_dry_run():
         assert f'GPU-hours         {hours} (' in out, (  # a new measured step changes every row
             f'{name}: REPRODUCE.md says {hours} GPU-hours, --dry-run now says: {out.splitlines()[-1]}; update the '
             'compute table from `python pretrain/train.py --cfg NAME --dry-run`')
+
+
+def test_table_4_rows_match_their_dry_runs():
+    """Each Table 4 row's commands exist for ViT-L and ViT-H, name their method, and the H200-hours the row lists are
+    what --dry-run prints for that method (its Figure 2 cost applied to the measured step)."""
+    if dry_run_lib.measured_step() is None:
+        pytest.skip('no measured step time')
+    text = (ROOT / 'REPRODUCE.md').read_text()
+    section = text.split('## Table 4:', 1)[1].split('\n## ', 1)[0]
+    rows = re.findall(r'^\| \(\w\)(?:\+\(e\))? \| [^|]*\(`(\w+)`[^|]*\| [\d.]+ \| [\d.]+ \| [^|]+ \| ([\d,]+) / ([\d,]+) \|$',
+                      section, flags=re.M)
+    assert [r[0] for r in rows] == ['baseline', 'kd', 'mean_teacher', 'cotrain', 'cosub', 'kd_cosub']
+    commands = [shlex.split(c) for n, c in COMMANDS if f'--output-dir outputs/t4_' in c]
+    for method, *hours in rows:
+        for cfg, expected in zip(('vit_l', 'vit_h'), hours):
+            argv = next(a for a in commands if a[a.index('--cfg') + 1] == cfg and a[a.index('--method') + 1] == method)
+            out = dry_run_command(argv[1:])
+            assert re.search(rf'^method +{method}: ', out, flags=re.M), out
+            assert f'GPU-hours         {expected} (' in out, (method, cfg, out.splitlines()[-1])
