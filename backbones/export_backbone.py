@@ -188,6 +188,22 @@ def _check_hub_dir(hub_dir: Path, overwrite: bool) -> None:
                               'README.md')
 
 
+def _with_weights(build, sd: dict):
+    """build() holding the weights `sd` (exactly its keys and shapes, in the model's dtypes), in eval mode. Built on
+    the meta device and given the tensors: a random initialisation of a large ViT takes longer on a CPU than the
+    whole export."""
+    import torch
+    with torch.device('meta'):
+        model = build()
+    own = model.state_dict()
+    sd = {k: v.to(own[k].dtype) if k in own else v for k, v in sd.items()}
+    model.load_state_dict(sd, strict=True, assign=True)  # RuntimeError naming the keys that differ
+    if any(t.is_meta for t in model.buffers()):  # a buffer that is not in state dicts: built for real after all
+        model = build()
+        model.load_state_dict(sd, strict=True)
+    return model.eval()
+
+
 def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str | None = None,
                       weights: str = 'model', overwrite: bool = False, allow_pickle: bool = False) -> dict:
     """Write `hub_dir` (which must not exist, or be empty, unless `overwrite`) with model.safetensors, config.json
@@ -196,7 +212,7 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from timm.models._hub import save_config_for_hf
 
-    from .checkpoint import load_into
+    from .checkpoint import fit_report, fit_summary
     from .factory import create_model
 
     src, hub_dir = Path(src), Path(hub_dir)
@@ -212,12 +228,18 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
         raise CheckpointError(f'{src} states no input size (not one of our training checkpoints, and no ViT '
                               'position embeddings to read it from)')
 
-    ours = create_model(model_name, num_classes=num_classes, img_size=img_size, **args).eval()
-    load_into(ours, sd, source, strict=True)
+    def build_ours():
+        return create_model(model_name, num_classes=num_classes, img_size=img_size, **args)
+
+    with torch.device('meta'):
+        report, converted = fit_report(build_ours(), sd, source)  # official names, pos_embed of timm's layout
+    if not report.ok or report.replaced:
+        raise CheckpointError(f'{source}: does not fit model {model_name} strictly: {fit_summary(report)}')
+    ours = _with_weights(build_ours, converted)
     architecture, timm_args = timm_architecture(model_name, args, img_size)
-    theirs = timm.create_model(architecture, pretrained=False, num_classes=num_classes, **timm_args).eval()
     try:
-        theirs.load_state_dict(ours.state_dict(), strict=True)
+        theirs = _with_weights(lambda: timm.create_model(architecture, pretrained=False, num_classes=num_classes,
+                                                         **timm_args), ours.state_dict())
     except RuntimeError as e:
         raise CheckpointError(f'{src}: the weights do not fit timm\'s {architecture} {timm_args}: '
                               f'{str(e).splitlines()[0]}') from None
@@ -278,7 +300,7 @@ def main(argv=None) -> None:
     p.add_argument('--keep-head', action='store_true', help='keep the classifier head (a Hub folder always keeps it)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing DST (or the files of --hub-dir)')
     p.add_argument('--allow-pickle', action='store_true', help='allow a source that needs pickled code (trusted only)')
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # DST may come after the options: SRC --weights peer_model DST
     if (args.dst is None) == (args.hub_dir is None):
         p.error('give either DST (a file) or --hub-dir DIR')
     common = dict(model_name=args.model, weights=args.weights, overwrite=args.overwrite,
