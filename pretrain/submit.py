@@ -1,8 +1,9 @@
-"""Launch pretraining (or fine-tuning) on SLURM with submitit, requeued on preemption or time-out.
+"""Launch pretraining on SLURM with submitit, requeued on preemption or time-out (fine-tuning: transfer/submit.py,
+this launcher with transfer's configs; pretrain does not import transfer, which is built on it).
 
     python -m pretrain.submit --cfg vit_l --nodes 4 --gpus-per-node 8 --partition P --timeout-min 4320 \
         --data-path /datasets/imagenet --output-dir runs/vit_l
-    python -m pretrain.submit --task transfer --dataset inat18 --nodes 1 --gpus-per-node 8 --partition P ...
+    python -m transfer.submit --dataset inat18 --nodes 1 --gpus-per-node 8 --partition P ...
 
 One task per GPU runs the same engine as pretrain/train.py (torch.distributed from submitit's JobEnvironment).
 Every launch passes --resume, so a first start, a requeue after preemption and a requeue after the time limit are
@@ -18,16 +19,24 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
-TASKS = {'pretrain': '--cfg', 'transfer': '--dataset'}
+# task -> (the flag that names its config, the entry point whose other flags it takes)
+TASKS = {'pretrain': ('--cfg', 'pretrain/train.py'), 'transfer': ('--dataset', 'transfer/finetune.py')}
+
+
+def prepare_pretraining(cfg) -> None:
+    """How pretraining prepares a run (pretrain/train.py's): the default output folder."""
+    from pretrain.train import default_output_dir
+    default_output_dir(cfg)
 
 
 class Training:
-    """The submitted callable: runs the engine on this task's rank; `checkpoint()` makes submitit requeue it."""
+    """The submitted callable: runs the engine on this task's rank; `checkpoint()` makes submitit requeue it.
+    `prepare(cfg)` is the task's preparation before the run (transfer: transfer.finetune.prepare)."""
 
-    def __init__(self, argv: List[str], task: str = 'pretrain'):
-        self.argv, self.task = list(argv), task
+    def __init__(self, argv: List[str], task: str = 'pretrain', prepare: Callable = prepare_pretraining):
+        self.argv, self.task, self.prepare = list(argv), task, prepare
 
     def __call__(self) -> dict:
         import submitit
@@ -43,8 +52,8 @@ class Training:
         requeue = signal.getsignal(env._usr_sig())  # submitit's: checkpoint() + requeue, on rank 0
         also_stop_on(env._usr_sig())  # ... called below once the engine has saved its position
         resume = [] if '--resume' in self.argv else ['--resume']  # a first start or a requeue: the same command
-        cfg = parse(self.argv + resume, task=self.task, name_flag=TASKS[self.task])
-        prepare_config(cfg, self.task)
+        cfg = parse(self.argv + resume, task=self.task, name_flag=TASKS[self.task][0])
+        self.prepare(cfg)
         try:
             return run(cfg)
         except Preempted as e:
@@ -54,16 +63,7 @@ class Training:
 
     def checkpoint(self):
         import submitit
-        return submitit.helpers.DelayedSubmission(Training(self.argv, self.task))
-
-
-def prepare_config(cfg, task: str) -> None:
-    if task == 'transfer':
-        from transfer.finetune import prepare
-        prepare(cfg)
-    else:
-        from pretrain.train import default_output_dir
-        default_output_dir(cfg)
+        return submitit.helpers.DelayedSubmission(Training(self.argv, self.task, self.prepare))
 
 
 def build_executor(args, folder: Path):
@@ -83,11 +83,14 @@ def build_executor(args, folder: Path):
     return executor
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                epilog='Other flags (--cfg, --data-path, --output-dir, --cfg-options ...) are '
-                                       "pretrain/train.py's (transfer/finetune.py's with --task transfer).")
-    p.add_argument('--task', choices=list(TASKS), default='pretrain')
+def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Callable = prepare_pretraining,
+         description: str = __doc__.splitlines()[0]) -> None:
+    """The launcher of `task`: pretraining here, fine-tuning with transfer/submit.py's task and prepare."""
+    name_flag, entry = TASKS[task]
+    p = argparse.ArgumentParser(description=description,
+                                epilog=f'Other flags ({name_flag}, --data-path, --output-dir, --cfg-options ...) are '
+                                       f"{entry}'s.")
+    p.add_argument('--task', choices=list(TASKS), default=task, help=argparse.SUPPRESS)  # only to say where it went
     p.add_argument('--nodes', type=int, default=1)
     p.add_argument('--gpus-per-node', type=int, default=8)
     p.add_argument('--cpus-per-task', type=int, default=10)
@@ -101,15 +104,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument('--job-dir', help="submitit's logs and pickles (default: <output-dir>/submitit)")
     p.add_argument('--job-name', default='cosub')
     args, rest = p.parse_known_args(argv)
+    if args.task != task:
+        p.error(f'--task {args.task}: use python -m {args.task}.submit (the same flags, without --task)')
     from pretrain.config import parse
-    cfg, flags = parse(rest, task=args.task, name_flag=TASKS[args.task], return_args=True)  # bad: exit 2 first
-    prepare_config(cfg, args.task)
+    cfg, flags = parse(rest, task=task, name_flag=name_flag, return_args=True)  # bad: exit 2 first
+    prepare(cfg)
     if flags.dry_run:  # what the job would run (method, LR, batches, GPU-hours), nothing submitted
         from pretrain.dry_run import dry_run
         print(dry_run(cfg))
         return
     folder = Path(args.job_dir or Path(cfg.output_dir) / 'submitit')
-    job = build_executor(args, folder).submit(Training(rest, args.task))
+    job = build_executor(args, folder).submit(Training(rest, task, prepare))
     print(f'submitted job {job.job_id}: {args.nodes} node(s) x {args.gpus_per_node} GPU(s), output {cfg.output_dir}, '
           f'logs {folder}')
 
