@@ -115,8 +115,12 @@ def timm_architecture(model_name: str, model_args: dict, img_size: int) -> tuple
     defaults = dict(zip(('embed_dim', 'depth', 'num_heads', 'patch_size'), reference), mlp_ratio=4.0, qkv_bias=True,
                     global_pool='token', in_chans=3)
     args = {k: v for k, v in shape.items() if k not in defaults or v != defaults[k]}
-    if args.get('init_values', None) is not None:  # a LayerScale's initial value: the weights replace it
-        del args['init_values']                     # (None, no LayerScale at all, is passed on)
+    if 'init_values' in args:  # a LayerScale's initial value is replaced by the weights; None: no LayerScale, which
+        # timm's ViT reads from 0 as well (timm.create_model drops arguments that are None)
+        if args['init_values'] is None:
+            args['init_values'] = 0
+        else:
+            del args['init_values']
     if args.get('global_pool') == 'avg':
         args['fc_norm'] = False  # ours pools after the final norm; timm's default for 'avg' is a norm after pooling
     if int(name.rsplit('_', 1)[1]) != img_size:

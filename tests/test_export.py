@@ -13,7 +13,7 @@ import torch
 import backbones
 from backbones import create_model, load_checkpoint, save_file
 from backbones.checkpoint import infer_vit_architecture
-from backbones.export_backbone import export_backbone, main
+from backbones.export_backbone import export_backbone, main, timm_architecture
 
 SHAPE = dict(embed_dim=48, depth=2, num_heads=3, patch_size=8)  # a tiny vit_t, as the demo's
 
@@ -218,3 +218,14 @@ def test_vit_of_unknown_shape_refused_then_named(tmp_path, capsys):
     assert code == 0 and 'embed_dim=48' in printed, err
     model = create_model('vit_t', num_classes=0, img_size=32, **SHAPE)
     assert load_checkpoint(model, tmp_path / 'bb.pth', strict=True).ok
+
+
+def test_vit_without_layerscale_is_named_so_for_timm():
+    # timm.create_model drops None arguments: "no LayerScale" must reach timm's ViT as init_values=0
+    name, args = timm_architecture('vit_s', dict(init_values=None), 224)
+    assert (name, args) == ('deit3_small_patch16_224', dict(init_values=0))
+    with torch.device('meta'):
+        theirs = timm.create_model(name, **args)
+        ours = create_model('vit_s', init_values=None)
+    assert theirs.state_dict().keys() == ours.state_dict().keys()
+    assert timm_architecture('vit_s', dict(init_values=1e-5), 224) == ('deit3_small_patch16_224', {})
