@@ -215,6 +215,8 @@ class ConfigError(ValueError):
 OPTIONAL_KEY_TYPES = {
     'model.num_classes': int, 'model.drop_path_rate': float, 'micro_batch_size': int, 'eval_batch_size': int,
     'optimizer.lr': float, 'optimizer.layer_decay': float, 'optimizer.only': list,
+    # None in some configs (the optimizer's own default; clip_grad None: no clipping), a number in others
+    'optimizer.clip_grad': float, 'optimizer.eps': float, 'optimizer.momentum': float,
 }
 DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
 _TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
