@@ -426,32 +426,30 @@ def architecture_of(ckpt: Any, sd: Dict[str, Tensor], source: str = 'checkpoint'
                     model_name: Optional[str] = None) -> tuple:
     """(name, create_model arguments) that `sd` (the weights of the loaded `ckpt`) are the weights of.
 
-    The name our training checkpoints store, with the shape arguments of their config; else a ViT read from the
-    shapes (`infer_vit_architecture`); `model_name` (--model) overrides both (for one of our ViTs: its number of
-    heads, the shapes tell the rest). A file that holds no ViT and names no architecture is refused, naming what
-    it holds.
+    The name is `model_name` (--model), else the one our training checkpoints store, else that of the ViT read
+    from the shapes (`infer_vit_architecture`); a file that holds no ViT and names no architecture is refused,
+    naming what it holds. The arguments: for one of our ViTs the sizes in the shapes (the name gives the number of
+    heads), then for our checkpoints the shape arguments of their config (which win), the input size they were
+    trained at, and the classes of the head.
     """
+    from .vit import VIT_ARCHS
     ours = ckpt if isinstance(ckpt, dict) else {}
     stored = ours.get('model_name')
     name = model_name or stored
-    if not name:
-        found = infer_vit_architecture(sd, source)
-        if found is None:
-            keys = list(sd)
-            raise CheckpointError(f'{source}: holds no ViT (no patch_embed.proj.weight and blocks.N.*) and names no '
-                                  f'architecture (no model_name); found {len(keys)} tensors: '
-                                  f'{", ".join(keys[:4])}{", ..." if len(keys) > 4 else ""}; pass --model NAME')
-        return found
-    from .vit import VIT_ARCHS
-    if name != stored and name in VIT_ARCHS:  # --model names the heads; the shapes tell the rest
-        found = infer_vit_architecture(sd, source, name)
-        if found is not None:
-            return found
+    timm_name = name and name not in VIT_ARCHS  # a timm architecture: its arguments are in no shape we read
+    found = None if timm_name else infer_vit_architecture(sd, source, name)
+    if not name and found is None:
+        keys = list(sd)
+        raise CheckpointError(f'{source}: holds no ViT (no patch_embed.proj.weight and blocks.N.*) and names no '
+                              f'architecture (no model_name); found {len(keys)} tensors: '
+                              f'{", ".join(keys[:4])}{", ..." if len(keys) > 4 else ""}; pass --model NAME')
+    name, args = found or (name, {})
     config = ours.get('config') or {}
-    args = {}
     if name == stored:  # ours: the shape it was trained with
-        args = {k: v for k, v in (config.get('model') or {}).items() if k not in _NOT_ARCHITECTURE and v is not None}
-    img_size = ours.get('img_size') or config.get('input_size') or _trained_img_size(_normalized(sd))
+        args.update({k: v for k, v in (config.get('model') or {}).items() if k not in _NOT_ARCHITECTURE
+                     and v is not None})
+    img_size = ours.get('img_size') or config.get('input_size') or args.get('img_size') \
+        or _trained_img_size(_normalized(sd))
     if img_size:
         args['img_size'] = int(img_size)
     head = next((v for k, v in sd.items() if HEAD_KEYS.match(k) and k.endswith('weight') and v.ndim == 2), None)
