@@ -1,6 +1,7 @@
 """Fault audit (issue 9, "Runs you can trust"): bad input and faults tried as a new user would, judged automatically.
 
-    python benchmarks/fault_audit.py --repo DIR --out FILE.md
+    python tests/fault_audit.py --repo DIR --out FILE.md        (the table: benchmarks/results/fault_audit_after.md)
+    python -m pytest -q -m slow tests/test_fault_audit.py       (the same cases as tests: each must be "good")
 
 Each case builds the tiny inputs it needs in a temporary folder (the demo config shrunk to a one-block ViT on two
 digit classes, generated image folders, transfer datasets written in their official formats, checkpoints made by
@@ -16,7 +17,8 @@ the outcome into one class:
     unsafe        a malicious checkpoint ran its code
 
 Nothing here is imported from the tree under test: the audit must judge two versions of the code the same way.
-Cases run in sequence with --num-workers 0 (about 5-10 minutes on 2 shared CPU cores).
+Cases run in sequence with --num-workers 0 (about 5-10 minutes on 2 shared CPU cores: too long for the default
+test run, hence the `slow` mark of tests/test_fault_audit.py).
 """
 from __future__ import annotations
 
@@ -630,6 +632,56 @@ def input_size_17(a: Audit):
 
 
 
+@case('pretrain', '--epochs -1: one line naming the flag (not timm\'s `assert t_initial > 0`)')
+def epochs_negative(a: Audit):
+    return refusal(a.train(a.tmp('epochs-neg') / 'out', '--epochs', '-1'), '--epochs -1',
+                   wrong='a negative schedule was accepted')
+
+
+@case('pretrain', 'data.classes=[]: refused (an empty selection is not "all classes")')
+def empty_class_selection(a: Audit):
+    return refusal(a.train(a.tmp('classes-empty') / 'out', options=['data.classes=[]']), 'data.classes',
+                   wrong='trained on all the classes')
+
+
+@case('pretrain', 'cosub.num_submodels=0: names the key (not advice about the ESD batch)')
+def zero_submodels(a: Audit):
+    r = a.train(a.tmp('submodels-0') / 'out', options=['cosub.num_submodels=0'])
+    if r.rc != 0 and not r.traceback and 'per-device batch' in r.out:
+        return 'unclear', r.headline()
+    return refusal(r, 'num_submodels')
+
+
+@case('pretrain', 'two runs started together into one --output-dir: the second is refused naming the first')
+def concurrent_runs_same_dir(a: Audit):
+    out = a.tmp('concurrent') / 'out'
+    first = a.start([*TRAIN, '--output-dir', out, *TINY[2:], '--epochs', '3', '--cfg-options', *TINY_MODEL,
+                     'data.classes=[0,1]'])
+    t0 = time.time()
+    while time.time() - t0 < 240 and first.poll() is None and not (out / 'train.log').is_file():
+        time.sleep(0.05)
+    second = a.train(out)
+    done = a.finish(first, 300, t0)
+    epochs = [rec.get('epoch') for rec in log_records(out) or []]
+    if second.rc == 0:
+        return 'lost-data', f'both ran into the same folder; log epochs {epochs}'
+    if done.rc != 0 or epochs != [0, 1, 2]:
+        return 'lost-data', f'the first run ended with exit {done.rc}, log epochs {epochs}: {done.headline()}'
+    return refusal(second, f'pid {first.pid}')
+
+
+@case('pretrain', 'the lock file of a killed run (pid of a dead process): taken over, saying so, exit 0')
+def stale_lock_taken_over(a: Audit):
+    out = a.tmp('stale-lock') / 'out'
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    (out / '.lock').write_text(json.dumps({'pid': dead.pid, 'host': 'node1', 'started': '2026-01-01 00:00:00 UTC'}))
+    r = a.train(out)
+    return success(r, lambda: None if re.search(rf'took over .*pid {dead.pid}\b', r.out)
+                   else 'no line saying whose stale lock it took over')
+
+
 @case('pretrain', 'output dir under a regular file (unwritable): one line naming the path')
 def unwritable_output_dir(a: Audit):
     d = a.tmp('unwritable')
@@ -977,7 +1029,7 @@ def main(argv=None) -> None:
     when = dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     lines = [f'# Fault audit: {repo.name}', '',
              f'{when}; tree `{repo}` at git `{git_sha(repo)}`; {len(rows)} cases in {time.time() - started:.0f} s.',
-             f'Command: `python benchmarks/fault_audit.py --repo {repo} --out {args.out}`', '',
+             f'Command: `python tests/fault_audit.py --repo {repo} --out {args.out}`', '',
              f'**Counts: {summary}.**', '',
              'Classes: good = clear one-line error with a non-zero exit, or the correct behaviour; traceback = a '
              'Python traceback was printed; wrong-exit-0 = exit 0 with a wrong or silent result; lost-data = earlier '
