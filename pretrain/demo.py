@@ -4,7 +4,8 @@
    training without cosub (the DeiT III baseline, same epochs and stochastic depth: --no-cosub); their training
    curves and the submodel analysis of both (accuracy vs number of blocks kept: figure 4 of the paper in
    miniature);
-2. transfer: fine-tuning that backbone on the new classes, digits 5-9 (configs/transfer/digits.py);
+2. transfer: fine-tuning that backbone on the new classes, digits 5-9 (configs/transfer/digits.py), with
+   `python -m transfer.finetune` in a process of its own (transfer/ is built on pretrain/, which does not import it);
 3. segmentation: a UperNet trained with `mim train mmseg` on a generated ADE20k-layout dataset
    (configs/upernet_demo.py), then tested single-scale and with multi-scale + flip TTA.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +42,26 @@ def mim(*args: str) -> str:
         print(proc.stdout[-4000:])
         raise SystemExit(f'error: mim {args[0]} failed (exit {proc.returncode})')
     return proc.stdout
+
+
+def run_module(module: str, *args: str) -> None:
+    """`python -m <module> <args>` in a new process, as a user runs it: how the demo runs the parts of the project
+    built on pretrain/ (transfer/), which pretrain does not import. Its output is ours; its failure ends the demo
+    with its exit code (it has printed its one-line error). It stops as an in-process run does (checkpoint saved,
+    exit 143): the terminal's Ctrl-C reaches it directly (one process group; the demo waits for it), and a SIGTERM
+    or SIGUSR1 sent to the demo is passed on."""
+    print(f'$ python -m {module} ' + ' '.join(args), flush=True)
+    proc = subprocess.Popen([sys.executable, '-m', module, *args])
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}  # after the start: not inherited
+    for s in (signal.SIGTERM, signal.SIGUSR1):
+        previous[s] = signal.signal(s, lambda signum, frame: proc.send_signal(signum))
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if code:
+        raise SystemExit(code)
 
 
 def last_miou(output: str) -> float:
@@ -109,7 +131,7 @@ def main(argv=None) -> dict:
         return summary
 
     from pretrain import analysis, train
-    from transfer import finetune
+    from pretrain.engine.logs import read_log
 
     banner('1/3  cosub + ESD pretraining on scikit-learn digits 0-4  (python pretrain/train.py --cfg demo)')
     record = train.train(['--cfg', 'demo', '--output-dir', str(out / 'pretrain'), *short['pretrain']])
@@ -126,9 +148,9 @@ def main(argv=None) -> dict:
         summary[f'{label}: mean top-1 of its submodels'] = _mean_submodel_accuracy(result)
 
     banner('2/3  transfer: fine-tune the pretrained backbone on the new classes, digits 5-9')
-    record = finetune.finetune(['--dataset', 'digits', '--finetune', str(ckpt), '--output-dir', str(out / 'transfer'),
-                            *short['transfer']])
-    summary['transfer val top-1'] = record['val_top1']
+    run_module('transfer.finetune', '--dataset', 'digits', '--finetune', str(ckpt),
+               '--output-dir', str(out / 'transfer'), *short['transfer'])
+    summary['transfer val top-1'] = read_log(out / 'transfer' / 'log.jsonl')[-1]['val_top1']  # its last epoch
 
     if not args.skip_segmentation:
         banner('3/3  segmentation: UperNet on a generated ADE20k-layout dataset with mim train / mim test')
