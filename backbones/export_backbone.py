@@ -257,7 +257,7 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
     data = config.get('data') or {}
     if 'mean' in data:
         mean, std = tuple(data['mean']), tuple(data['std'])
-    else:  # the training pipeline's default normalisation (pretrain/data.py: ImageNet's, as timm's)
+    else:  # the training pipeline's default normalisation (pretrain/data/: ImageNet's, as timm's)
         mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     data_config = dict(input_size=(args.get('in_chans', 3), img_size, img_size), interpolation='bicubic',
                        mean=mean, std=std, crop_mode='center',
