@@ -182,22 +182,19 @@ def weights_sha256(state: Dict[str, Tensor]) -> str:
 
 def load_teacher(cfg, num_classes: int, device: torch.device) -> tuple:
     """The frozen teacher of kd / kd_cosub: (model in eval mode without gradients, identity dict)."""
-    source, name = cfg.kd.teacher, cfg.kd.teacher_model
+    source = cfg.kd.teacher
     ckpt = backbones.load_file(source, allow_pickle=cfg.allow_pickle)
-    name = name or (ckpt.get('model_name') if isinstance(ckpt, dict) else None)
-    if not name:
-        raise MethodError(f'--teacher {source} does not name its architecture; pass --teacher-model NAME '
-                          '(e.g. vit_h, or a timm name such as regnety_160)')
     state = backbones.checkpoint.extract_state_dict(ckpt, str(source))
-    heads = [v for k, v in state.items() if backbones.checkpoint.HEAD_KEYS.match(k) and k.endswith('weight')
-             and v.ndim == 2]
-    if heads and heads[0].shape[0] != num_classes:
-        raise MethodError(f'--teacher {source} predicts {heads[0].shape[0]} classes, the student {num_classes}; '
+    try:  # the name stored in our checkpoints, --teacher-model, or a ViT's read from the shapes (official files)
+        name, args = backbones.checkpoint.architecture_of(ckpt, state, f'--teacher {source}', cfg.kd.teacher_model)
+    except backbones.CheckpointError as e:
+        raise MethodError(f'{e} (--teacher-model NAME: e.g. vit_h, or a timm name such as regnety_160)') from None
+    classes = args.pop('num_classes', 0)
+    if classes and classes != num_classes:
+        raise MethodError(f'--teacher {source} predicts {classes} classes, the student {num_classes}; '
                           'a teacher must be trained on the classes of the student')
-    args = {}
-    if isinstance(ckpt, dict) and ckpt.get('model_name') == name:  # ours: the architecture's arguments as trained
-        args = {k: v for k, v in ((ckpt.get('config') or {}).get('model') or {}).items()
-                if k not in ('name', 'num_classes', 'drop_path_rate', 'drop_path_mode', 'drop_path_schedule')}
+    args = {k: v for k, v in args.items() if k not in ('img_size', 'drop_path_rate', 'drop_path_mode',
+                                                       'drop_path_schedule')}
     try:
         teacher = backbones.create_model(name, num_classes=num_classes, img_size=cfg.input_size,
                                          drop_path_mode='none', **args)

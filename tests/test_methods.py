@@ -244,9 +244,9 @@ def test_demo_prints_table_4_in_miniature(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('layout', ['official_deit3', 'timm_safetensors'])
-def test_teacher_from_a_released_file_names_its_architecture_with_teacher_model(imagenet_dir, tmp_path, layout,
-                                                                                capsys):
-    """Released files hold weights only: --teacher-model names the architecture (refused without it)."""
+def test_teacher_from_a_released_file(imagenet_dir, tmp_path, layout, capsys):
+    """Released files hold weights only: a ViT's architecture is read from its shapes (as the exporter does), any
+    other architecture is named with --teacher-model (refused without it)."""
     torch.manual_seed(0)
     released = backbones.create_model('vit_t', num_classes=4, img_size=32)
     sd = released.state_dict()
@@ -258,12 +258,18 @@ def test_teacher_from_a_released_file_names_its_architecture_with_teacher_model(
         from safetensors.torch import save_file
         path = tmp_path / 'model.safetensors'
         save_file(sd, str(path))
-    refused(capsys, args(imagenet_dir, tmp_path / 'no_name', '--method', 'kd', '--teacher', str(path), epochs=1),
-            'does not name its architecture', '--teacher-model')
     trainer = engine.Trainer(parse(args(imagenet_dir, tmp_path / 'run', '--method', 'kd', '--teacher', str(path),
-                                        '--teacher-model', 'vit_t', epochs=1)))
+                                        epochs=1)))
     assert_same_weights(released.state_dict(), trainer.method.teacher.state_dict())
+    assert trainer.method.identity['model'] == 'vit_t'
     trainer.fit()
+    convnet = tmp_path / 'resnet.pth'
+    torch.save({'model': backbones.create_model('resnet10t', num_classes=4).state_dict()}, convnet)
+    refused(capsys, args(imagenet_dir, tmp_path / 'no_name', '--method', 'kd', '--teacher', str(convnet), epochs=1),
+            'holds no ViT', '--teacher-model')
+    trainer = engine.Trainer(parse(args(imagenet_dir, tmp_path / 'cnn', '--method', 'kd', '--teacher', str(convnet),
+                                        '--teacher-model', 'resnet10t', epochs=1)))
+    assert trainer.method.identity['model'] == 'resnet10t'
 
 
 def test_submit_takes_the_method_and_dry_runs_without_submitting(capsys):
