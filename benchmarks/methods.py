@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import logging
 import platform
 import statistics
 import sys
@@ -208,10 +209,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     started, load_at_start = time.perf_counter(), load_note()
-    import logging
-    logging.getLogger('cosub').setLevel(logging.WARNING)  # six engines' headers would drown the measurements
-    with tempfile.TemporaryDirectory(prefix='cosub_methods_') as tmp:
-        rows = run(args.methods, opts, args.cfg, device, Path(tmp))
+    engine_logger = logging.getLogger('cosub')
+    level = engine_logger.level
+    engine_logger.setLevel(logging.WARNING)  # six engines' headers would drown the measurements
+    try:
+        with tempfile.TemporaryDirectory(prefix='cosub_methods_') as tmp:
+            rows = run(args.methods, opts, args.cfg, device, Path(tmp))
+    finally:  # main() may run inside a bigger program (the tests): leave its logging as it was
+        engine_logger.setLevel(level)
     cuda = device.startswith('cuda')
     notes = [] if cuda else ['CPU, float32, shared 2-core machine: the times show the trend only; weights and '
                              'optimizer state are exact']
