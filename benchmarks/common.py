@@ -55,6 +55,20 @@ class SavedForBackward:
         return self.hooks.__exit__(*exc)
 
 
+def resolve_device(parser, requested: str) -> str:
+    """--device: 'auto' is the GPU when one is visible, else the CPU; 'cuda' without a GPU is a usage error."""
+    device = ('cuda' if torch.cuda.is_available() else 'cpu') if requested == 'auto' else requested
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA GPU is visible')
+    return device
+
+
+def options_for(args, device: str, gpu_defaults: dict, cpu_defaults: dict) -> dict:
+    """The benchmark's sizes: each flag given on the command line, else the device's default."""
+    defaults = gpu_defaults if device.startswith('cuda') else cpu_defaults
+    return {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
+
+
 def device_name(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks.common import resolve_device
 from pretrain import augment as device_augment
 from pretrain import data as data_lib
 
@@ -237,10 +238,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--data-dir', default='/tmp/cosub_bench_jpegs', help='where the JPEGs are generated (kept)')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/data_pipeline_<device>)')
     args = p.parse_args(argv)
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
-                          'cpu' if args.device == 'auto' else args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda: no CUDA GPU is visible')
+    device = torch.device(resolve_device(p, args.device))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     workers = args.workers or max(1, cores - 1)
     single = args.single or 200

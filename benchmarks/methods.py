@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import timm
 import backbones
-from benchmarks.common import device_name, load_note, report
+from benchmarks.common import device_name, load_note, options_for, report, resolve_device
 from benchmarks.data_pipeline import make_jpegs
 from benchmarks.train_throughput import InMemoryLoader, timed_epoch
 from pretrain.config import find_config, load_config
@@ -198,11 +198,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/methods_<device>)')
     args = p.parse_args(argv)
-    device = ('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        p.error('--device cuda: no CUDA GPU is visible')
-    defaults = GPU_DEFAULTS if device.startswith('cuda') else CPU_DEFAULTS
-    opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
+    device = resolve_device(p, args.device)
+    opts = options_for(args, device, GPU_DEFAULTS, CPU_DEFAULTS)
     for key in ('batch', 'img_size', 'steps', 'warmup', 'rounds'):
         if opts[key] < 1:
             p.error(f'--{key.replace("_", "-")} {opts[key]}: expected at least 1')

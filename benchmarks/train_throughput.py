@@ -32,6 +32,7 @@ from torch.utils.data._utils.pin_memory import pin_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks.common import options_for, resolve_device
 from benchmarks.data_pipeline import cpu_model, make_jpegs, versions
 from pretrain.config import find_config, load_config
 
@@ -133,11 +134,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                    help='where the ImageNet-layout folder is generated (kept for the next run)')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/train_throughput_<device>)')
     args = p.parse_args(argv)
-    device = ('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        p.error('--device cuda: no CUDA GPU is visible')
-    defaults = GPU_DEFAULTS if device.startswith('cuda') else CPU_DEFAULTS
-    opts = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
+    device = resolve_device(p, args.device)
+    opts = options_for(args, device, GPU_DEFAULTS, CPU_DEFAULTS)
     if opts['warmup'] < 1 or opts['steps'] < 1:
         p.error('--warmup and --steps must be at least 1')
     wall = time.perf_counter()
