@@ -8,7 +8,6 @@ Each checkpoint carries the config it was trained with; --data-path and --cfg-op
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import random
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 import backbones
 from pretrain import data as data_lib
-from pretrain.config import add_common_args
+from pretrain.config import DEVICE, OneLineErrorParser, add_common_args
 from pretrain.plots import plot_block_ablation, plot_submodels
 
 
@@ -118,7 +117,7 @@ def write_report(results: Dict[str, dict], out: Path) -> str:
 
 
 def main(argv=None) -> Dict[str, dict]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineErrorParser(description=__doc__.splitlines()[0])
     p.add_argument('checkpoints', nargs='+', help='checkpoints from pretrain/train.py (one curve each)')
     p.add_argument('--labels', nargs='+', help='names for the checkpoints (default: their folder names)')
     p.add_argument('--output-dir', default='outputs/analysis')
@@ -128,9 +127,20 @@ def main(argv=None) -> Dict[str, dict]:
     p.add_argument('--no-single-block', action='store_true', help='skip the one-block-removed ablation')
     p.add_argument('--batch-size', type=int, default=128)
     p.add_argument('--num-workers', type=int, default=4)
-    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--device', default='auto', help='auto (a GPU when there is one), cpu, cuda or cuda:N')
     add_common_args(p, only=('--data-path', '--allow-pickle', '--cfg-options'))  # as pretrain/train.py's
     args = p.parse_args(argv)
+    for flag, value, least in (('--min-blocks', args.min_blocks, 1), ('--draws', args.draws, 1),
+                               ('--max-images', args.max_images, 1), ('--batch-size', args.batch_size, 1),
+                               ('--num-workers', args.num_workers, 0)):
+        if value is not None and value < least:
+            p.error(f'{flag} {value}: expected a whole number >= {least}')
+    if not DEVICE.fullmatch(args.device):
+        p.error(f'--device {args.device}: expected auto, cpu, cuda or cuda:N (a GPU index)')
+    if args.device == 'auto':
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        p.error(f'--device {args.device}: no CUDA GPU is available (use --device cpu)')
     overrides = dict(args.cfg_options)
     if args.data_path:
         overrides['data.path'] = args.data_path

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 import backbones
 
 from .cosub import KD_TARGETS, cosub_loss, kd_cosub_loss, kd_loss
-from .engine.errors import TrainingError
+from .engine.errors import SettingsError
 
 logger = logging.getLogger('cosub')
 
@@ -38,9 +38,8 @@ PAPER_COST = {
 }
 
 
-class MethodError(TrainingError):
+class MethodError(SettingsError):
     """A method that cannot run as configured (no teacher, another teacher than the checkpoint's, ...): exit 2."""
-    exit_code = 2
 
 
 def register(cls):

@@ -77,6 +77,26 @@ def test_transfer_refuses_them_too(capsys):
     refused(capsys, finetune, ['--dataset', 'digits', '--dry-run', '--epochs', '0'], '--epochs 0')
 
 
+def test_a_parameter_filter_that_matches_nothing_is_refused(capsys, tmp_path):
+    """optimizer.only=['.attn.', 'haed.'] (a typo) would freeze the new head at its random init, exit 0."""
+    line = refused(capsys, train, ['--cfg', 'demo', '--output-dir', str(tmp_path / 'run'), *TINY,
+                                   "optimizer.only=['.attn.','haed.']"],
+                   "optimizer.only: 'haed.' matches no parameter of the model", "'head.bias'")
+    assert line.startswith('error: ') and not (tmp_path / 'run' / 'checkpoint.pth').exists()
+
+
+@pytest.mark.parametrize('flags,words', [
+    (['--num-workers', '-2'], '--num-workers -2: expected a whole number >= 0'),
+    (['--draws', '0'], '--draws 0: expected a whole number >= 1'),
+    (['--min-blocks', '0'], '--min-blocks 0'),
+    (['--max-images', '0'], '--max-images 0'),
+    (['--device', 'tpu'], '--device tpu: expected auto, cpu, cuda or cuda:N'),
+])
+def test_the_submodel_analysis_checks_its_flags(capsys, flags, words):
+    from pretrain.analysis import main as analysis
+    refused(capsys, analysis, ['checkpoint.pth', *flags], words)  # before the checkpoint is read
+
+
 def test_values_at_the_edges_are_kept():
     cfg = parse(['--cfg', 'demo', '--num-workers', '0', '--cfg-options', 'schedule.warmup_epochs=0',
                  'schedule.min_lr=0', 'optimizer.weight_decay=0', 'mixup.prob=0', 'mixup.switch_prob=1.0',

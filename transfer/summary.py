@@ -12,12 +12,13 @@ the current folder when several are given).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from pretrain.config import OneLineErrorParser
 
 DATASETS = ('cifar10', 'cifar100', 'flowers', 'cars', 'inat18', 'inat19')
 TITLES = {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100', 'flowers': 'Flowers', 'cars': 'Cars',
@@ -189,7 +190,7 @@ def to_markdown(header: List[str], rows: List[List[str]], runs: List[Run]) -> st
 
 
 def main(argv=None) -> List[Run]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineErrorParser(description=__doc__.splitlines()[0])
     p.add_argument('runs', nargs='+', help='run folders (with log.jsonl) or folders holding them')
     p.add_argument('--markdown', help='where to write the markdown table (default: see above)')
     args = p.parse_args(argv)

@@ -1,5 +1,11 @@
-"""The one exception the engine raises for a run that cannot go on."""
+"""The exceptions the engine raises for a run that cannot go on."""
 
 
 class TrainingError(RuntimeError):
-    """A run that cannot go on (bad settings, non-finite loss, too many unreadable images)."""
+    """A run that cannot go on (bad settings, non-finite loss, too many unreadable images): exit 1."""
+
+
+class SettingsError(TrainingError):
+    """Settings that can only be judged once the model is built (a parameter filter that matches nothing, a
+    method without its teacher, ...): refused before the first step, as a bad command line is: exit 2."""
+    exit_code = 2
