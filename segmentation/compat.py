@@ -130,12 +130,20 @@ def checkpoint_safe_globals() -> list:
     return list(SAFE_GLOBALS) + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')]
 
 
+class RefusedCheckpoint(pickle.UnpicklingError):
+    """A checkpoint the weights-only loader refuses: it needs globals outside the allowlist."""
+
+
+class MissingCheckpoint(FileNotFoundError):
+    """`load_from` / `mim test --checkpoint` names no file (a FileNotFoundError, as mmengine's loader raises)."""
+
+
 def load_from_local_weights_only(filename: str, map_location: Any = None) -> Any:
     """mmengine's local-file loader, with `weights_only=True` and the allowlist above."""
     import torch
     filename = os.path.expanduser(filename)
     if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+        raise MissingCheckpoint(f'{filename}: no such checkpoint file (load_from, --checkpoint)')
     try:
         with torch.serialization.safe_globals(checkpoint_safe_globals()):
             return torch.load(filename, map_location=map_location, weights_only=True)
@@ -147,7 +155,7 @@ def load_from_local_weights_only(filename: str, map_location: Any = None) -> Any
         allowed = {g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}'
                    for g in checkpoint_safe_globals()}
         unsafe = [g for g in unsafe if g not in allowed] or ['pickled code']
-        raise pickle.UnpicklingError(
+        raise RefusedCheckpoint(
             f'{filename}: refused to load, the checkpoint needs {", ".join(unsafe)}, which weights-only loading '
             'does not allow (segmentation/compat.py). If you trust this file, allow the type with '
             'torch.serialization.add_safe_globals([...]) in a module listed in custom_imports') from None

@@ -385,3 +385,34 @@ def test_mim_train_resume_test(tmp_path, vit_t_checkpoints):
     load_checkpoint(model, str(ckpt), map_location='cpu')
     saved = compat.load_from_local_weights_only(str(ckpt))['state_dict']
     assert torch.equal(model.backbone.blocks[3].attn.proj.weight, saved['backbone.blocks.3.attn.proj.weight'])
+
+
+# -- our errors end a mim run in one line -----------------------------------------------------------------------------
+def test_our_errors_end_in_one_line_other_errors_keep_their_traceback(capsys):
+    import sys as system
+    from segmentation import errors
+    assert errors.install() and getattr(system.excepthook, 'one_line_errors', False)
+    hook = system.excepthook
+    errors.install()
+    assert system.excepthook is hook  # chained once
+    hook(CheckpointError, CheckpointError('x.pth: no such checkpoint file'), None)
+    assert capsys.readouterr().err == 'error: x.pth: no such checkpoint file\n'
+    try:
+        raise KeyError('not ours')
+    except KeyError as e:
+        hook(KeyError, e, e.__traceback__)
+    err = capsys.readouterr().err
+    assert 'Traceback' in err and "KeyError: 'not ours'" in err
+
+
+def test_mim_test_of_a_missing_checkpoint_is_one_line(tmp_path):
+    import mmseg
+    tools = Path(mmseg.__file__).parent / '.mim' / 'tools'
+    data = make_ade_like(tmp_path / 'data', train=2, val=1, size=(32, 40))
+    roots = [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
+    proc = subprocess.run([sys.executable, str(tools / 'test.py'), str(DEMO), str(tmp_path / 'nowhere.pth'),
+                           '--work-dir', str(tmp_path / 'w'), '--cfg-options', *roots], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (f'error: {tmp_path / "nowhere.pth"}: no such checkpoint file '
+                                                    '(load_from, --checkpoint)')
