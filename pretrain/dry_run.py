@@ -17,7 +17,7 @@ import functools
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -109,8 +109,9 @@ def _fmt_int(n) -> str:
     return f'{n:,}' if isinstance(n, int) else str(n)
 
 
-def dry_run(cfg) -> str:
-    """The derived values of a resolved config, one per line (see the module doc)."""
+def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
+    """The derived values of a resolved config, one per line (see the module doc); `gpus_from` names where
+    cfg.dry_run.gpus came from (pretrain.submit: the job's --nodes x --gpus-per-node)."""
     from backbones.esd import effective_drop_rate
     from pretrain.engine.builders import learning_rate
     from pretrain.engine.distributed import split_global_batch
@@ -153,7 +154,7 @@ def dry_run(cfg) -> str:
             *PAPER_COST[cfg.method]),
         f'optimizer         {o.type}, weight decay {o.weight_decay:g}, layer decay {o.get("layer_decay")}',
         f'learning rate     {lr:.4g} = {lr_rule}',
-        f'GPUs              {gpus} (dry_run.gpus)',
+        f'GPUs              {gpus} ({gpus_from})',
         f'batch             global {global_batch} = {gpus} GPUs x {micro} per device x {accum} accumulation step(s)',
     ]
     if mode == 'esd' and tau > 0:

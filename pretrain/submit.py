@@ -87,7 +87,8 @@ def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Call
          description: str = __doc__.splitlines()[0]) -> None:
     """The launcher of `task`: pretraining here, fine-tuning with transfer/submit.py's task and prepare."""
     name_flag, entry = TASKS[task]
-    p = argparse.ArgumentParser(description=description,
+    from pretrain.config import OneLineErrorParser, parse
+    p = OneLineErrorParser(description=description,
                                 epilog=f'Other flags ({name_flag}, --data-path, --output-dir, --cfg-options ...) are '
                                        f"{entry}'s.")
     p.add_argument('--task', choices=list(TASKS), default=task, help=argparse.SUPPRESS)  # only to say where it went
@@ -106,12 +107,18 @@ def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Call
     args, rest = p.parse_known_args(argv)
     if args.task != task:
         p.error(f'--task {args.task}: use python -m {args.task}.submit (the same flags, without --task)')
-    from pretrain.config import parse
+    for flag, least in (('nodes', 1), ('gpus_per_node', 1), ('cpus_per_task', 1), ('mem_gb_per_gpu', 1),
+                        ('timeout_min', 1), ('signal_delay_s', 0), ('max_requeues', 0)):
+        if getattr(args, flag) < least:  # sbatch would refuse it later, or (--nodes 0) submitit with a traceback
+            p.error(f'--{flag.replace("_", "-")} {getattr(args, flag)}: expected a whole number >= {least}')
+    if not args.partition.strip():
+        p.error('--partition: expected the name of a SLURM partition')
     cfg, flags = parse(rest, task=task, name_flag=name_flag, return_args=True)  # bad: exit 2 first
     prepare(cfg)
     if flags.dry_run:  # what the job would run (method, LR, batches, GPU-hours), nothing submitted
         from pretrain.dry_run import dry_run
-        print(dry_run(cfg))
+        cfg.dry_run.gpus = args.nodes * args.gpus_per_node  # the job's world size, not the config's guess
+        print(dry_run(cfg, gpus_from='--nodes x --gpus-per-node'))
         return
     folder = Path(args.job_dir or Path(cfg.output_dir) / 'submitit')
     job = build_executor(args, folder).submit(Training(rest, task, prepare))

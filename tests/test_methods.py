@@ -275,9 +275,11 @@ def test_teacher_from_a_released_file(imagenet_dir, tmp_path, layout, capsys):
 
 def test_submit_takes_the_method_and_dry_runs_without_submitting(capsys):
     from pretrain import submit
-    submit.main(['--cfg', 'vit_l', '--partition', 'p', '--method', 'cotrain', '--dry-run'])
+    submit.main(['--cfg', 'vit_l', '--partition', 'p', '--nodes', '4', '--method', 'cotrain', '--dry-run'])
     out = capsys.readouterr().out
     assert 'method            cotrain: (d) co-training' in out and 'GPU-hours' in out
+    # the job's GPUs, not the config's dry_run.gpus (8): the per-device batch and ESD rate are those it will run
+    assert 'GPUs              32 (--nodes x --gpus-per-node)' in out and 'global 2048 = 32 GPUs x 64 per' in out
 
 
 def test_cost_benchmark_measures_figure_2_storage(tmp_path):

@@ -97,6 +97,17 @@ def test_the_submodel_analysis_checks_its_flags(capsys, flags, words):
     refused(capsys, analysis, ['checkpoint.pth', *flags], words)  # before the checkpoint is read
 
 
+@pytest.mark.parametrize('flags,words', [
+    (['--nodes', '0'], '--nodes 0: expected a whole number >= 1'),
+    (['--gpus-per-node', '-1'], '--gpus-per-node -1'),
+    (['--timeout-min', '0'], '--timeout-min 0'),
+    (['--max-requeues', '-1'], '--max-requeues -1: expected a whole number >= 0'),
+])
+def test_the_slurm_launcher_checks_its_flags(capsys, flags, words):
+    from pretrain.submit import main as submit
+    refused(capsys, submit, ['--cfg', 'demo', '--partition', 'p', '--dry-run', *flags], words)
+
+
 def test_values_at_the_edges_are_kept():
     cfg = parse(['--cfg', 'demo', '--num-workers', '0', '--cfg-options', 'schedule.warmup_epochs=0',
                  'schedule.min_lr=0', 'optimizer.weight_decay=0', 'mixup.prob=0', 'mixup.switch_prob=1.0',
