@@ -95,5 +95,6 @@ def test_pretrain_submit_points_a_transfer_task_to_its_launcher(capsys):
     with pytest.raises(SystemExit) as e:
         submit.main(['--task', 'transfer', '--dataset', 'inat18', '--partition', 'p'])
     assert e.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
-        'error: --task transfer: use python -m transfer.submit (the same flags, without --task)')
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        'error: --task transfer: use python -m transfer.submit (the same flags, without --task) (see --help)')
