@@ -48,6 +48,24 @@ def no_weight_decay_names(model: nn.Module) -> set:
 CONVENTIONS = ('cosub', 'beit')
 
 
+class ParamFilterError(ValueError):
+    """An `only` filter that cannot select what it names."""
+
+
+def check_only(model: nn.Module, only: Iterable[str]) -> tuple:
+    """The `only` filter as a tuple, each entry checked: one that matches no parameter name is a typo that would
+    silently freeze what it meant to train (['.attn.', 'haed.'] would leave a new head at its random init)."""
+    if isinstance(only, str) or not all(isinstance(part, str) and part for part in only):
+        raise ParamFilterError(f'{only!r}: expected a list of parameter-name substrings, e.g. '
+                         "['.attn.', 'head.'] (or None: train every parameter)")
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [part for part in only if not any(part in n for n in names)]
+    if unmatched:
+        raise ParamFilterError(f'{", ".join(map(repr, unmatched))} matches no parameter of the model (its names look '
+                         f'like {names[0]!r}, {names[len(names) // 2]!r}, {names[-1]!r})')
+    return tuple(only)
+
+
 def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay: Optional[float] = None,
                              no_weight_decay: Iterable[str] = (), only: Optional[Iterable[str]] = None,
                              convention: str = 'cosub') -> List[dict]:
@@ -64,7 +82,7 @@ def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay:
     ids = param_layer_ids(model)
     last_block = _last_block_layer(model, ids)
     groups: Dict[tuple, dict] = {}
-    only = tuple(only) if only else None
+    only = check_only(model, only) if only else None
     for name, param in model.named_parameters():
         if only is not None and not any(part in name for part in only):
             param.requires_grad_(False)
