@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 
 import backbones
 from pretrain import data as data_lib
-from pretrain.config import DEVICE, OneLineErrorParser, add_common_args
+from pretrain.config import DEVICE, OneLineErrorParser, add_common_args, check_flag_minimums
 from pretrain.plots import plot_block_ablation, plot_submodels
 
 
@@ -130,11 +130,7 @@ def main(argv=None) -> Dict[str, dict]:
     p.add_argument('--device', default='auto', help='auto (a GPU when there is one), cpu, cuda or cuda:N')
     add_common_args(p, only=('--data-path', '--allow-pickle', '--cfg-options'))  # as pretrain/train.py's
     args = p.parse_args(argv)
-    for flag, value, least in (('--min-blocks', args.min_blocks, 1), ('--draws', args.draws, 1),
-                               ('--max-images', args.max_images, 1), ('--batch-size', args.batch_size, 1),
-                               ('--num-workers', args.num_workers, 0)):
-        if value is not None and value < least:
-            p.error(f'{flag} {value}: expected a whole number >= {least}')
+    check_flag_minimums(p, args, min_blocks=1, draws=1, max_images=1, batch_size=1, num_workers=0)
     if not DEVICE.fullmatch(args.device):
         p.error(f'--device {args.device}: expected auto, cpu, cuda or cuda:N (a GPU index)')
     if args.device == 'auto':

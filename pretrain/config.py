@@ -173,6 +173,15 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
 
 
+def check_flag_minimums(parser: argparse.ArgumentParser, args: argparse.Namespace, **least: int) -> None:
+    """Refuse (parser.error: one line, exit 2) a whole-number flag below its least value; a flag left at None (not
+    given, no default) passes. Keys are the flags' dest names: check_flag_minimums(p, args, draws=1)."""
+    for dest, minimum in least.items():
+        value = getattr(args, dest)
+        if value is not None and value < minimum:
+            parser.error(f'--{dest.replace("_", "-")} {value}: expected a whole number >= {minimum}')
+
+
 def build_parser(description: str = '', task: str = 'pretrain', name_flag: str = '--cfg',
                  default: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line every entry point shares: the config name flag and the common flags."""

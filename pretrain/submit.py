@@ -87,7 +87,7 @@ def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Call
          description: str = __doc__.splitlines()[0]) -> None:
     """The launcher of `task`: pretraining here, fine-tuning with transfer/submit.py's task and prepare."""
     name_flag, entry = TASKS[task]
-    from pretrain.config import OneLineErrorParser, parse
+    from pretrain.config import OneLineErrorParser, check_flag_minimums, parse
     p = OneLineErrorParser(description=description,
                                 epilog=f'Other flags ({name_flag}, --data-path, --output-dir, --cfg-options ...) are '
                                        f"{entry}'s.")
@@ -107,10 +107,9 @@ def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Call
     args, rest = p.parse_known_args(argv)
     if args.task != task:
         p.error(f'--task {args.task}: use python -m {args.task}.submit (the same flags, without --task)')
-    for flag, least in (('nodes', 1), ('gpus_per_node', 1), ('cpus_per_task', 1), ('mem_gb_per_gpu', 1),
-                        ('timeout_min', 1), ('signal_delay_s', 0), ('max_requeues', 0)):
-        if getattr(args, flag) < least:  # sbatch would refuse it later, or (--nodes 0) submitit with a traceback
-            p.error(f'--{flag.replace("_", "-")} {getattr(args, flag)}: expected a whole number >= {least}')
+    # sbatch would refuse these later, or (--nodes 0) submitit with a traceback
+    check_flag_minimums(p, args, nodes=1, gpus_per_node=1, cpus_per_task=1, mem_gb_per_gpu=1, timeout_min=1,
+                        signal_delay_s=0, max_requeues=0)
     if not args.partition.strip():
         p.error('--partition: expected the name of a SLURM partition')
     cfg, flags = parse(rest, task=task, name_flag=name_flag, return_args=True)  # bad: exit 2 first

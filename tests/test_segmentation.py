@@ -348,16 +348,26 @@ def test_complexity_matches_table13():
         assert row['gmacs_without_attention']['512x2048'] == pytest.approx(gmacs, rel=0.005)
 
 
+def mim_tools() -> Path:
+    """mmseg's tools/{train,test}.py, the scripts `mim train` / `mim test` run."""
+    import mmseg
+    return Path(mmseg.__file__).parent / '.mim' / 'tools'
+
+
+def data_roots(data: Path) -> list:
+    """--cfg-options pointing the three dataloaders at a generated ADE20k-layout folder."""
+    return [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
+
+
 # -- the real path: mim train / mim test -----------------------------------------------------------------------------
 def test_mim_train_resume_test(tmp_path, vit_t_checkpoints):
     """`mim train` / `mim test` run mmseg/.mim/tools/{train,test}.py in a new process, as users do; the resume
     calls that same script directly (mim adds a `-h` probe process per call, about 10 s). `mim test --tta` runs in
     the demo's test (tests/test_pretrain.py::test_demo_runs_end_to_end), on the demo's own checkpoint."""
-    import mmseg
-    tools = Path(mmseg.__file__).parent / '.mim' / 'tools'
+    tools = mim_tools()
     data = make_ade_like(tmp_path / 'data', train=8, val=2, size=(64, 80))
     work = tmp_path / 'work'
-    roots = [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
+    roots = data_roots(data)
     short = ['param_scheduler.0.end=2', 'param_scheduler.1.begin=2', 'param_scheduler.1.end=6',
              'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1']
     _, cls_path, _, _ = vit_t_checkpoints
@@ -406,12 +416,9 @@ def test_our_errors_end_in_one_line_other_errors_keep_their_traceback(capsys):
 
 
 def test_mim_test_of_a_missing_checkpoint_is_one_line(tmp_path):
-    import mmseg
-    tools = Path(mmseg.__file__).parent / '.mim' / 'tools'
     data = make_ade_like(tmp_path / 'data', train=2, val=1, size=(32, 40))
-    roots = [f'{k}_dataloader.dataset.data_root={data}' for k in ('train', 'val', 'test')]
-    proc = subprocess.run([sys.executable, str(tools / 'test.py'), str(DEMO), str(tmp_path / 'nowhere.pth'),
-                           '--work-dir', str(tmp_path / 'w'), '--cfg-options', *roots], cwd=ROOT, env=env(),
+    proc = subprocess.run([sys.executable, str(mim_tools() / 'test.py'), str(DEMO), str(tmp_path / 'nowhere.pth'),
+                           '--work-dir', str(tmp_path / 'w'), '--cfg-options', *data_roots(data)], cwd=ROOT, env=env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == (f'error: {tmp_path / "nowhere.pth"}: no such checkpoint file '
