@@ -44,6 +44,7 @@ setup(
         'timm>=1.0.31',
         'huggingface_hub>=0.25',
         'safetensors>=0.4',
+        'datasets>=3',  # data.type=hf: ImageNet as a Hugging Face dataset (Parquet shards or save_to_disk), offline
         'numpy',
         'scipy',  # .mat readers (Flowers-102, Stanford Cars)
         'pillow',
