@@ -15,6 +15,8 @@ A Hub export (--hub-dir) writes `model.safetensors`, `config.json` in timm's for
 own `deit3_*` (our ViTs have timm's parameter names and computation; shapes that differ from the named size go
 into `model_args`), checked by comparing the two models' outputs, so that in any Python with timm:
     timm.create_model('local-dir:hub/cosub_vit_b', pretrained=True)      # or 'hf-hub:<you>/<repo>' once uploaded
+The same folder loads in Hugging Face transformers (its TimmWrapper): `AutoModelForImageClassification`,
+`AutoModel` (no head) and `AutoImageProcessor` (timm's evaluation transform) `.from_pretrained('hub/cosub_vit_b')`.
 Upload with `huggingface_hub.upload_folder(repo_id=..., folder_path='hub/cosub_vit_b')`. The head is kept
 (`timm.create_model(..., num_classes=0)` drops it).
 
@@ -271,6 +273,12 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
         # tag: the name timm gives these weights ('fb_in1k' would be inherited from the DeiT III config)
         save_config_for_hf(theirs, tmp / 'config.json', data_config=data_config,
                            model_config=dict(pretrained_cfg=dict(tag='cosub')))
+        # timm records num_classes in model_args as well as at the root; transformers' TimmWrapper passes its own
+        # num_classes (0 for AutoModel) beside model_args, so the copy there makes it fail ('multiple values').
+        # timm reads the root one (into pretrained_cfg, the default of create_model), so the copy is dropped.
+        hub_config = json.loads((tmp / 'config.json').read_text())
+        hub_config.get('model_args', {}).pop('num_classes', None)
+        (tmp / 'config.json').write_text(json.dumps(hub_config, indent=2))
         (tmp / 'README.md').write_text(_model_card(src, architecture, timm_args, model_name, num_classes, config,
                                                    img_size, weights))
         for path in [tmp] + list(tmp.iterdir()):  # temporary files are private; the folder is for sharing

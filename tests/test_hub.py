@@ -226,7 +226,8 @@ torch.save(out, sys.argv[2])
 """
 
 
-def training_run(folder: Path, name: str, num_classes: int, input_size: int, **model_args) -> tuple:
+def training_run(folder: Path, name: str, num_classes: int, input_size: int, eval_crop_ratio: float = 1.0,
+                 **model_args) -> tuple:
     """A checkpoint in our format with its config and log.jsonl, as a training run leaves them."""
     torch.manual_seed(1)
     model = backbones.create_model(name, num_classes=num_classes, img_size=input_size, **model_args).eval()
@@ -235,7 +236,8 @@ def training_run(folder: Path, name: str, num_classes: int, input_size: int, **m
             if n.endswith('.gamma'):
                 p.normal_(0, 0.2)
     config = dict(model=dict(name=name, num_classes=None, drop_path_rate=0.1, **model_args), input_size=input_size,
-                  data=dict(type='digits', mean=[0.5] * 3, std=[0.5] * 3, eval_crop_ratio=1.0), epochs=2)
+                  data=dict(type='digits', mean=[0.5] * 3, std=[0.5] * 3,
+                                                eval_crop_ratio=eval_crop_ratio), epochs=2)
     save_file(dict(format='cosub', version=1, model_name=name, num_classes=num_classes, img_size=input_size,
                    model=model.state_dict(), config=config), folder / 'checkpoint.pth')
     (folder / 'log.jsonl').write_text(''.join(json.dumps(dict(epoch=e, train_loss=1.0 - e / 4, val_top1=top1,
@@ -284,6 +286,39 @@ def test_export_loads_in_timm_without_our_package(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export_main([str(ckpt_s)])
     assert 'give either DST' in capsys.readouterr().err
+
+
+def test_export_loads_in_transformers(offline, tmp_path):
+    """transformers' TimmWrapper (AutoModel*, AutoImageProcessor) reads the exported folder as timm does: the same
+    logits, features and preprocessing. Offline (the `offline` fixture): the folder is made here."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
+    model, ckpt = training_run(tmp_path, 'vit_t', 5, 16, eval_crop_ratio=0.875, embed_dim=96, depth=6, num_heads=3,
+                               patch_size=4)
+    export_main([str(ckpt), '--hub-dir', str(tmp_path / 'hub')])
+    folder = str(tmp_path / 'hub')
+    assert 'num_classes' not in json.loads((tmp_path / 'hub' / 'config.json').read_text())['model_args']
+    theirs = timm.create_model('local-dir:' + folder, pretrained=True).eval()
+    classifier = AutoModelForImageClassification.from_pretrained(folder).eval()
+    backbone = AutoModel.from_pretrained(folder).eval()  # no head: features and the pooled (pre-logits) output
+    x = X[:, :, :16, :16]
+    with torch.no_grad():
+        logits = model(x)
+        torch.testing.assert_close(theirs(x), logits)
+        torch.testing.assert_close(classifier(pixel_values=x).logits, logits)
+        features = theirs.forward_features(x)
+        out = backbone(pixel_values=x)
+        torch.testing.assert_close(out.last_hidden_state, features)
+        torch.testing.assert_close(out.pooler_output, theirs.forward_head(features, pre_logits=True))
+    assert classifier.config.num_labels == 5
+    # the image processor: timm's evaluation transform of the exported data config (resize to 16 / 0.875, centre
+    # crop 16, the run's mean and std), on an image of another size and aspect
+    image = Image.fromarray(torch.randint(0, 256, (23, 37, 3), generator=torch.Generator().manual_seed(0),
+                                          dtype=torch.uint8).numpy())
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=theirs))
+    pixels = AutoImageProcessor.from_pretrained(folder)(image)['pixel_values']
+    assert pixels.shape == (1, 3, 16, 16)
+    torch.testing.assert_close(pixels, transform(image)[None])
 
 
 # -- the README section --------------------------------------------------------------------------------------------
