@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,6 @@ from backbones import CheckpointError, load_checkpoint, load_file, save_file
 from pretrain.config import ConfigError, parse, validate_overrides
 from pretrain.data import DataError, FolderIndex, ImageFolderDataset, ImageReadError, build_splits, load_rgb
 import transfer.data  # noqa: F401  (registers the transfer datasets)
-from transfer.data import inside_root
 
 from conftest import ROOT, write_image
 
@@ -343,5 +343,22 @@ def test_inat_paths_outside_the_root_are_refused(tmp_path):
         message = str(e.value)
         assert message.startswith(f'{root / "val2018.json"}: image id 1 names the file {bad!r}; expected a path '
                                   'relative to the data root'), message
-    with pytest.raises(DataError, match=r"cars_train_annos.mat: entry 3 names the file '/abs.jpg'"):
-        inside_root('/abs.jpg', Path('cars_train_annos.mat'), 'entry 3')
+
+
+def test_symbolic_links_out_of_the_root_are_refused(tmp_path):
+    outside = folder(tmp_path / 'elsewhere', classes=('x',))
+    root = inat(tmp_path / 'inat', 'train_val2018/Plantae/link/0.jpg')
+    shutil.rmtree(root / 'train_val2018' / 'Plantae' / 'link')  # the folder becomes a link to one outside
+    (root / 'train_val2018' / 'Plantae' / 'link').symlink_to(outside / 'x')
+    with pytest.raises(DataError) as e:
+        build_splits(dict(type='inat18', path=str(root)))
+    assert str(e.value).startswith(f"{root / 'val2018.json'}: image id 1 names the file "
+                                   f"'train_val2018/Plantae/link/0.jpg', whose folder is a symbolic link to "
+                                   f"{outside / 'x'}, outside the data root {root}")
+    train = folder(tmp_path / 'train')
+    (train / 'c').symlink_to(outside / 'x')  # a class folder leading out of the root
+    with pytest.raises(DataError, match=f"{train}: entry 4 names the file 'c/0.jpg', whose folder is a symbolic"):
+        FolderIndex(train)
+    inside = folder(tmp_path / 'inside')  # a link that stays inside the root is followed
+    (inside / 'c').symlink_to(inside / 'a')
+    assert len(FolderIndex(inside)) == 6

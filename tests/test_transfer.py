@@ -371,17 +371,72 @@ def test_bad_contents_are_refused(datasets, tmp_path):
         pickle.dump(os.getcwd, f)
     assert 'refused pickled global' in _error(dict(type='cifar10', path=str(cifar)))
     _cifar_pickle(batch, dict(data=np.zeros((2, 3072), np.uint8), labels=[0, 10]))
-    assert "'labels' has labels in [0, 10]; expected [0, 9]" in _error(dict(type='cifar10', path=str(cifar)))
+    assert 'data_batch_1: labels value 10 of row 1 is not one of the 10 classes (0..9)' in _error(
+        dict(type='cifar10', path=str(cifar)))
     inat = _copy(datasets['inat19'], tmp_path / 'inat19')
     data = json.loads((inat / 'val2019.json').read_text())
     data['annotations'][0]['category_id'] = 999
     (inat / 'val2019.json').write_text(json.dumps(data))
-    assert 'category_id 999 is not among the 4 categories' in _error(dict(type='inat19', path=str(inat)))
+    assert ("val2019.json: category_id 999 of image id 123 is not one of the 4 classes (ids 3..20, not contiguous)"
+            in _error(dict(type='inat19', path=str(inat))))
     (inat / 'train2019.json').write_text('{"images": [')  # truncated
     assert 'train2019.json: not readable JSON' in _error(dict(type='inat19', path=str(inat)))
     flowers = _copy(datasets['flowers'], tmp_path / 'flowers')
     (flowers / 'imagelabels.mat').write_bytes(b'MATLAB 5.0 MAT-file, truncated')
     assert 'imagelabels.mat: not a readable .mat file' in _error(dict(type='flowers', path=str(flowers)))
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+def _edit_mat(path: Path, key: str, edit) -> None:
+    mat = scipy.io.loadmat(path)
+    mat[key] = edit(mat[key])
+    scipy.io.savemat(path, {k: v for k, v in mat.items() if not k.startswith('__')})
+
+
+def _cifar_batch_of(data_rows: int, labels: list):
+    return lambda root: _cifar_pickle(root / 'cifar-10-batches-py' / 'data_batch_2',
+                                      dict(data=np.zeros((data_rows, 3072), np.uint8), labels=labels))
+
+
+# Issue 21: what every index must satisfy, checked in one place (pretrain/data/index.py) for every reader.
+INDEX_FAULTS = {
+    'inat image id twice': ('inat18', lambda r: _edit_json(r / 'train2018.json', lambda d: d['images'][1].update(
+        id=d['images'][0]['id'])), 'train2018.json: image id 100 is listed twice; expected each image once'),
+    'inat annotation twice': ('inat18', lambda r: _edit_json(r / 'train2018.json', lambda d: d['annotations'].append(
+        dict(d['annotations'][0]))), 'train2018.json: image id 115 has two labels (17 labels for 16 images)'),
+    'inat image without annotation': ('inat18', lambda r: _edit_json(r / 'val2018.json', lambda d: d[
+        'annotations'].pop()), 'val2018.json: no label for image id 116 (7 labels for 8 images)'),
+    'inat annotation of no image': ('inat18', lambda r: _edit_json(r / 'val2018.json', lambda d: d[
+        'annotations'].append(dict(image_id=999, category_id=3))),
+        'val2018.json: a label for image id 999, which'),
+    'inat category listed twice': ('inat18', lambda r: _edit_json(r / 'train2018.json', lambda d: d[
+        'categories'].append(dict(id=7, name='again'))), 'train2018.json: category_id 7 appears twice in the class'),
+    'flowers label out of range': ('flowers', lambda r: _edit_mat(r / 'imagelabels.mat', 'labels', lambda v: v - 1),
+                                   'imagelabels.mat: label 0 of image number'),
+    'flowers id in two splits': ('flowers', lambda r: _edit_mat(r / 'setid.mat', 'tstid', lambda v: np.concatenate(
+        [v, scipy.io.loadmat(r / 'setid.mat')['trnid'][:, :1]], axis=1)), 'is listed twice; expected each image once'),
+    'flowers more labels than images': ('flowers', lambda r: _edit_mat(r / 'imagelabels.mat', 'labels', lambda v:
+        np.concatenate([v, v[:, :1]], axis=1)), 'imagelabels.mat: a label for image number 21, which'),
+    'cars annotation of a missing file': ('cars', lambda r: (r / 'stanford_cars' / 'cars_test' / '00002.jpg').unlink(),
+                                          "cars_test_annos_withlabels.mat: a label for file '00002.jpg', which"),
+    'cars image without annotation': ('cars', lambda r: write_image(r / 'stanford_cars' / 'cars_train' / 'extra.jpg',
+        np.random.default_rng(0)), "cars_train_annos.mat: no label for file 'extra.jpg' (16 labels for 17 images)"),
+    'cifar more rows than labels': ('cifar10', _cifar_batch_of(3, [0, 1]), 'data_batch_2: no label for row 2'),
+    'cifar more labels than rows': ('cifar10', _cifar_batch_of(2, [0, 1, 2]), 'data_batch_2: a label for row 2'),
+}
+
+
+@pytest.mark.parametrize('fault', list(INDEX_FAULTS))
+def test_index_invariants_refused_in_one_line(fault, datasets, tmp_path):
+    name, damage, expected = INDEX_FAULTS[fault]
+    root = _copy(datasets[name], tmp_path / name)
+    damage(root)
+    assert expected in _error(dict(type=name, path=str(root)))
 
 
 def test_format_error_through_the_command_line_is_one_line(datasets, pretrained, tmp_path):

@@ -13,72 +13,32 @@ The engine evaluates on what each builder returns as `val`: the official test sp
 and the official val split for iNaturalist, as the DeiT III / cosub transfer tables report.
 
 Why our own readers: torchvision's CIFAR and Flowers102 readers check the MD5 of the official archives (so no
-generated test data) and none of torchvision's readers says which file or key is wrong. Any bad input here
-raises `DataError` naming the file and what was expected. Per-sample data lives in numpy arrays (paths packed
-in one byte blob, as `pretrain.data.FolderIndex` does): DataLoader workers share them instead of copying
-hundreds of thousands of Python objects.
+generated test data) and none of torchvision's readers says which file or key is wrong. Each reader states its
+format (where ids, labels and file names are) and builds its samples with `pretrain.data.build_index`, which
+checks what every index must satisfy (ids once, one label per image, labels among the classes, files under the
+data root); any bad input raises `DataError` naming the file and what was expected. Per-sample data lives in
+numpy arrays (paths packed in one byte blob): DataLoader workers share them instead of copying hundreds of
+thousands of Python objects.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
-from pretrain.data import ArrayDataset, DataError, PackedPaths, Splits, data_setting, load_rgb, register_dataset
+from pretrain.data import (IMAGE_EXTENSIONS, ArrayDataset, DataError, ImageFileDataset, SampleIndex, Splits,
+                           build_index, data_setting, integer_labels, register_dataset)
+from pretrain.data.errors import first_line
 
 logger = logging.getLogger(__name__)
 
 
-# -- datasets ---------------------------------------------------------------------------------------------------
-class ImageListDataset(Dataset):
-    """Image files under `root` with integer labels; `path(i)` lets the engine name an unreadable file.
-
-    Every path is relative and stays under `root` (`source`, the annotation file that lists them, is named
-    otherwise): an annotation file cannot make us read /etc/passwd or ../../secret.
-    """
-
-    def __init__(self, root: Path, paths: Sequence[str], targets: np.ndarray, classes: List[str], source: Path):
-        for n, path in enumerate(paths):
-            if not stays_inside(path):
-                inside_root(path, source, f'entry {n}')
-        self.root, self.paths, self.classes = Path(root), PackedPaths(paths), classes
-        self.targets = np.asarray(targets, dtype=np.int32)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def path(self, i: int) -> Path:
-        return self.root / self.paths[i]
-
-    def __getitem__(self, i: int) -> Tuple[Image.Image, int]:
-        return load_rgb(self.path(i)), int(self.targets[i])
-
-
 # -- helpers ----------------------------------------------------------------------------------------------------
-def stays_inside(path) -> bool:
-    """Whether a listed file path is relative and does not climb out of the data root with `..`.
-
-    The check is on the path as listed: symbolic links the data's owner placed inside the root are followed
-    (a dataset assembled from links into shared storage is common; the annotation file is what we do not trust).
-    """
-    return (isinstance(path, str) and path != '' and path[0] != '/'
-            and not ('..' in path and '..' in path.split('/')))  # split only when it may matter: 400k paths
-
-
-def inside_root(path: str, source: Path, what: str) -> str:
-    """`path` when it stays inside the data root (`stays_inside`), else DataError naming `source` and `what`."""
-    if not stays_inside(path):
-        raise DataError(f'{source}: {what} names the file {path!r}; expected a path relative to the data root '
-                        '(not absolute, no ..): every file read stays under the data root')
-    return path
-
-
 def _base_dir(cfg: dict, dataset: str, inner: str, layout: str) -> Path:
     """`data.path`, or its `inner` sub-folder when there is one (torchvision's roots sit one level up)."""
     if not data_setting(cfg, 'path'):
@@ -87,11 +47,6 @@ def _base_dir(cfg: dict, dataset: str, inner: str, layout: str) -> Path:
     if not root.is_dir():
         raise DataError(f'--data-path {root}: no such folder; expected {layout}')
     return root / inner if (root / inner).is_dir() else root
-
-
-def _brief(e: Exception) -> str:
-    """The first line of a library's error: our messages stay on one line."""
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _need_file(path: Path, what: str) -> Path:
@@ -125,7 +80,7 @@ def _load_pickle(path: Path, what: str) -> dict:
             # latin1: the official files were written by Python 2; numpy's own advice for reading them.
             obj = _ArrayUnpickler(f, encoding='latin1').load()
     except Exception as e:  # truncated file, not a pickle, refused global
-        raise DataError(f'{path}: not a readable pickle ({_brief(e)}); expected {what}') from None
+        raise DataError(f'{path}: not a readable pickle ({first_line(e)}); expected {what}') from None
     if not isinstance(obj, dict):
         raise DataError(f'{path}: holds a {type(obj).__name__}; expected {what} (a dict)')
     # Python 3 pickles may carry bytes keys; the official ones read as str with latin1.
@@ -144,7 +99,7 @@ def _load_mat(path: Path, what: str) -> dict:
     try:
         return scipy.io.loadmat(str(path), squeeze_me=True)
     except Exception as e:  # scipy raises ValueError / MatReadError / TypeError for damaged files
-        raise DataError(f'{path}: not a readable .mat file ({_brief(e)}); expected {what}') from None
+        raise DataError(f'{path}: not a readable .mat file ({first_line(e)}); expected {what}') from None
 
 
 def _load_json(path: Path, what: str) -> dict:
@@ -153,21 +108,10 @@ def _load_json(path: Path, what: str) -> dict:
         with open(path) as f:
             obj = json.load(f)
     except (OSError, ValueError) as e:
-        raise DataError(f'{path}: not readable JSON ({_brief(e)}); expected {what}') from None
+        raise DataError(f'{path}: not readable JSON ({first_line(e)}); expected {what}') from None
     if not isinstance(obj, dict):
         raise DataError(f'{path}: holds a JSON {type(obj).__name__}; expected {what} (an object)')
     return obj
-
-
-def _int_labels(values, path: Path, key: str, lo: int, hi: int) -> np.ndarray:
-    """Integer labels in [lo, hi], as an int64 array; anything else names the file and key."""
-    try:
-        labels = np.asarray(values, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise DataError(f'{path}: {key!r} is not a list of integer labels') from None
-    if labels.size and (labels.min() < lo or labels.max() > hi):
-        raise DataError(f'{path}: {key!r} has labels in [{labels.min()}, {labels.max()}]; expected [{lo}, {hi}]')
-    return labels
 
 
 def _names(values) -> List[str]:
@@ -175,14 +119,15 @@ def _names(values) -> List[str]:
 
 
 # -- CIFAR ------------------------------------------------------------------------------------------------------
-def _cifar_batch(path: Path, label_key: str, num_classes: int, what: str) -> Tuple[np.ndarray, np.ndarray]:
+def _cifar_batch(path: Path, label_key: str, classes: List[str], what: str) -> ArrayDataset:
     batch = _load_pickle(path, what)
     data = np.asarray(_key(batch, 'data', path, what))
-    labels = _int_labels(_key(batch, label_key, path, what), path, label_key, 0, num_classes - 1)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-        raise DataError(f'{path}: data is {data.dtype} {data.shape} with {len(labels)} labels; expected uint8 '
-                        f'rows of 3072 values (32x32 RGB, channel-major), one per label')
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f'{path}: data is {data.dtype} {data.shape}; expected uint8 rows of 3072 values '
+                        '(32x32 RGB, channel-major), one per image')
+    index = build_index(path, _key(batch, label_key, path, what), classes, images=len(data), image_key='row',
+                        label_key=f'{label_key} value')
+    return ArrayDataset(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), index)
 
 
 def _cifar(cfg: dict, name: str, inner: str, train_files: Sequence[str], test_file: str, meta_file: str,
@@ -195,10 +140,9 @@ def _cifar(cfg: dict, name: str, inner: str, train_files: Sequence[str], test_fi
                           f'{what} {meta_file} with {names_key}'))
 
     def read(files: Sequence[str]) -> ArrayDataset:
-        parts = [_cifar_batch(base / f, label_key, len(classes), f'{what} {f} with data and {label_key}')
-                 for f in files]
-        return ArrayDataset(np.ascontiguousarray(np.concatenate([p[0] for p in parts])),
-                            np.concatenate([p[1] for p in parts]), classes)
+        parts = [_cifar_batch(base / f, label_key, classes, f'{what} {f} with data and {label_key}') for f in files]
+        return ArrayDataset(np.ascontiguousarray(np.concatenate([p.images for p in parts])),
+                            SampleIndex(np.concatenate([p.targets for p in parts]), classes))
 
     train, test = read(train_files), read([test_file])
     logger.info('%s: %d train / %d test images, %d classes (%s)', name, len(train), len(test), len(classes), base)
@@ -229,21 +173,27 @@ def flowers(cfg: dict) -> Splits:
     _need_dir(base / 'jpg', 'the Flowers-102 images jpg/image_00001.jpg ...')
     labels_path, setid_path = base / 'imagelabels.mat', base / 'setid.mat'
     labels_mat = _load_mat(labels_path, 'the Flowers-102 imagelabels.mat with a labels array')
-    labels = _int_labels(_key(labels_mat, 'labels', labels_path, 'the Flowers-102 labels array (1..102)'),
-                         labels_path, 'labels', 1, 10 ** 6)
+    labels = integer_labels(_key(labels_mat, 'labels', labels_path, 'the Flowers-102 labels array (1..102)'),
+                            labels_path, 'labels')
     num_classes = int(labels.max()) if labels.size else 0
     setid = _load_mat(setid_path, 'the Flowers-102 setid.mat with trnid, valid, tstid')
+    what = 'the Flowers-102 split ids trnid, valid, tstid (1-based image numbers)'
+    split_ids = [integer_labels(_key(setid, s, setid_path, what), setid_path, s) for s in FLOWERS_SPLITS]
+    ids = np.concatenate(split_ids)
+    # The three splits together list every image of imagelabels.mat once: image n is the n-th label.
+    index = build_index(setid_path, labels, [str(c) for c in range(1, num_classes + 1)],
+                        label_values=range(1, num_classes + 1), images=ids, labelled=np.arange(1, len(labels) + 1),
+                        paths=[f'jpg/image_{i:05d}.jpg' for i in ids], root=base, label_source=labels_path,
+                        image_key='image number')
+    starts = dict(zip(FLOWERS_SPLITS, np.cumsum([0] + [len(i) for i in split_ids])))
+    sizes = dict(zip(FLOWERS_SPLITS, map(len, split_ids)))
 
-    def subset(splits: Sequence[str]) -> ImageListDataset:
-        ids = []
+    def subset(splits: Sequence[str]) -> ImageFileDataset:
         for s in splits:
             if s not in FLOWERS_SPLITS:
                 raise DataError(f'flowers split {s!r}: expected one of {FLOWERS_SPLITS}')
-            what = 'the Flowers-102 split ids trnid, valid, tstid (1-based image numbers)'
-            ids.append(_int_labels(_key(setid, s, setid_path, what), setid_path, s, 1, len(labels)))
-        ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        return ImageListDataset(base, [f'jpg/image_{i:05d}.jpg' for i in ids], labels[ids - 1] - 1,
-                                [str(c) for c in range(1, num_classes + 1)], setid_path)
+        return ImageFileDataset(index.take(np.concatenate(
+            [np.arange(starts[s], starts[s] + sizes[s]) for s in splits] + [np.zeros(0, dtype=np.int64)])))
 
     train = subset(data_setting(cfg, 'train_splits'))
     val = subset(data_setting(cfg, 'val_splits'))
@@ -262,16 +212,20 @@ def cars(cfg: dict) -> Splits:
     classes = _names(_key(_load_mat(meta_path, 'the Stanford Cars devkit cars_meta.mat'), 'class_names', meta_path,
                           'the Stanford Cars class names (196 on the real set)'))
 
-    def split(annos: Path, images: str) -> ImageListDataset:
+    def split(annos: Path, images: str) -> ImageFileDataset:
         what = 'Stanford Cars annotations (a struct array with fname and class)'
         records = np.atleast_1d(_key(_load_mat(annos, what), 'annotations', annos, what))
         fields = records.dtype.names or ()
         for f in ('fname', 'class'):
             if f not in fields:
                 raise DataError(f'{annos}: annotations have no field {f!r}; expected {what} (found {list(fields)})')
-        _need_dir(base / images, f'the Stanford Cars images {images}/')
-        labels = _int_labels([r['class'] for r in records], annos, 'annotations.class', 1, len(classes))
-        return ImageListDataset(base / images, [str(r['fname']) for r in records], labels - 1, classes, annos)
+        folder = _need_dir(base / images, f'the Stanford Cars images {images}/')
+        files = sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        # the annotations label the images of the folder, each once
+        return ImageFileDataset(build_index(
+            folder, [r['class'] for r in records], classes, label_values=range(1, len(classes) + 1), images=files,
+            labelled=[str(r['fname']) for r in records], paths=files, root=folder, label_source=annos,
+            image_key='file', label_key='class'))
 
     train = split(base / 'devkit' / 'cars_train_annos.mat', 'cars_train')
     test = split(base / 'cars_test_annos_withlabels.mat', 'cars_test')
@@ -280,29 +234,20 @@ def cars(cfg: dict) -> Splits:
 
 
 # -- iNaturalist 2018 / 2019 ------------------------------------------------------------------------------------
-def _inat_split(root: Path, path: Path, class_index: Dict[int, int], classes: List[str], data: dict
-                ) -> ImageListDataset:
+def _inat_split(root: Path, path: Path, category_ids: List[int], classes: List[str], data: dict
+                ) -> ImageFileDataset:
     what = 'an iNaturalist annotation file (COCO-like images, annotations, categories)'
     images, annotations = _key(data, 'images', path, what), _key(data, 'annotations', path, what)
     try:
-        label_of = {int(a['image_id']): int(a['category_id']) for a in annotations}
-        paths, targets = [], np.empty(len(images), dtype=np.int32)
-        for n, image in enumerate(images):
-            category = label_of.get(int(image['id']))
-            if category is None:
-                raise DataError(f'{path}: image id {image["id"]} ({image.get("file_name")}) has no annotation')
-            if category not in class_index:
-                raise DataError(f'{path}: category_id {category} is not among the {len(classes)} categories '
-                                'of the training file')
-            targets[n] = class_index[category]
-            name = image['file_name']
-            paths.append(name if stays_inside(name) else inside_root(name, path, f'image id {image["id"]}'))
-    except DataError:
-        raise
+        ids, names = [int(image['id']) for image in images], [image['file_name'] for image in images]
+        owners = [int(a['image_id']) for a in annotations]
+        categories = [int(a['category_id']) for a in annotations]
     except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f'{path}: malformed entry (missing or bad {_brief(e)}); expected images with id and file_name, '
-                        'annotations with image_id and category_id') from None
-    return ImageListDataset(root, paths, targets, classes, path)
+        raise DataError(f'{path}: malformed entry (missing or bad {first_line(e)}); expected images with id and '
+                        'file_name, annotations with image_id and category_id') from None
+    return ImageFileDataset(build_index(path, categories, classes, label_values=category_ids, images=ids,
+                                        labelled=owners, paths=names, root=root, image_key='image id',
+                                        label_key='category_id'))
 
 
 def _inat(cfg: dict, year: int) -> Splits:
@@ -319,11 +264,10 @@ def _inat(cfg: dict, year: int) -> Splits:
         categories = sorted((int(c['id']), str(c.get('name', c['id']))) for c in listed)
     except (KeyError, TypeError, ValueError):
         raise DataError(f'{train_path}: malformed categories; expected {what}') from None
-    class_index = {cid: i for i, (cid, _) in enumerate(categories)}
-    classes = [n for _, n in categories]
-    train = _inat_split(root, train_path, class_index, classes, train_data)
+    category_ids, classes = [c for c, _ in categories], [n for _, n in categories]
+    train = _inat_split(root, train_path, category_ids, classes, train_data)
     del train_data  # the parsed JSON is large; only the packed arrays stay
-    val = _inat_split(root, val_path, class_index, classes,
+    val = _inat_split(root, val_path, category_ids, classes,
                       _load_json(val_path, f'the iNaturalist {year} validation annotations'))
     logger.info('%s: %d train / %d val images, %d classes (%s)', name, len(train), len(val), len(classes), root)
     return Splits(train, val, len(classes))

@@ -14,30 +14,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .errors import DataError
+from .index import PackedPaths, SampleIndex, build_index
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
-
-
-class PackedPaths:
-    """Relative paths as one uint8 blob + int64 offsets: no per-sample Python objects for DataLoader workers
-    to copy (their reference counts would touch every page of a list of millions of strings)."""
-
-    def __init__(self, paths: Sequence[str] = (), blob: Optional[np.ndarray] = None,
-                 offsets: Optional[np.ndarray] = None):
-        if blob is None:
-            encoded = [p.encode() for p in paths]
-            offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-            np.cumsum([len(p) for p in encoded], out=offsets[1:])
-            blob = np.frombuffer(b''.join(encoded), dtype=np.uint8).copy()
-        self.blob, self.offsets = blob, offsets
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return bytes(self.blob[self.offsets[i]:self.offsets[i + 1]]).decode()
 
 
 def _broken_link(entry: os.DirEntry) -> Optional[str]:
@@ -53,12 +34,13 @@ def _broken_link(entry: os.DirEntry) -> Optional[str]:
     return None
 
 
-class FolderIndex:
+class FolderIndex(SampleIndex):
     """Files of `root/<class>/<image>`, listed once and cached; paths in one byte blob + offsets.
 
     Refused, naming the path: a class folder without images (it would silently become a class nobody can
     predict), a symbolic link loop or dangling link in place of a class folder or an image, a folder that
-    cannot be listed. A cache that cannot be read back is rebuilt, with one warning.
+    cannot be listed; the listing then goes through `build_index` (a class folder that is a symbolic link out of
+    the root is refused there). A cache that cannot be read back is rebuilt, with one warning.
     """
 
     def __init__(self, root: Path, classes: Optional[Sequence[str]] = None, cache_dir: Optional[Path] = None):
@@ -142,8 +124,8 @@ class FolderIndex:
                                     desc=f'indexing {self.root}', disable=len(names) < 100):
                 paths += files
                 targets += [class_to_idx[name]] * len(files)
-        self.paths = PackedPaths(paths)
-        self.targets = np.asarray(targets, dtype=np.int32)
+        checked = build_index(self.root, targets, self.classes, paths=paths, root=self.root)
+        self.paths, self.targets = checked.paths, checked.targets
 
     def _save(self, cache: Path) -> None:
         try:
@@ -153,12 +135,3 @@ class FolderIndex:
             os.replace(tmp, cache)
         except OSError as e:  # a read-only home is no reason to stop; we just index again next time
             logger.warning('could not cache the index of %s in %s: %s', self.root, cache, e)
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def relpath(self, i: int) -> str:
-        return self.paths[i]
-
-    def path(self, i: int) -> Path:
-        return self.root / self.paths[i]

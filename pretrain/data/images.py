@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -11,20 +12,22 @@ from PIL import Image
 from .errors import ImageReadError, first_line
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image lazily (header only: a JPEG may then be decoded at reduced scale, `Image.draft`).
+def open_image(path: str | os.PathLike | BinaryIO, name: str = '') -> Image.Image:
+    """Open an image lazily (header only: a JPEG may then be decoded at reduced scale, `Image.draft`) from a
+    file or from bytes in memory (`name` then names it in errors).
 
     Refuses a decompression bomb: PIL's own check raises past twice `Image.MAX_IMAGE_PIXELS` and only warns
     between once and twice; here anything over the limit is refused, so a bomb is never decoded.
     """
+    name = name or path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
             return Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(f'{path}: refused as a decompression bomb ({first_line(e)})') from None
+        raise ImageReadError(f'{name}: refused as a decompression bomb ({first_line(e)})') from None
     except (OSError, SyntaxError, ValueError) as e:  # missing, unidentified or damaged file
-        raise ImageReadError(f'{path}: unreadable image ({first_line(e)})') from None
+        raise ImageReadError(f'{name}: unreadable image ({first_line(e)})') from None
 
 
 def to_rgb(img: Image.Image, path: str | os.PathLike = '') -> Image.Image:

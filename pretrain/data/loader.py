@@ -55,12 +55,14 @@ class TransformedDataset(Dataset):
         self.base, self.transform, self.max_retries = base, transform, max_retries
         self.substitute_bad = substitute_bad
         self._open = getattr(base, 'open', None)
+        # what names an unreadable sample: its file, or e.g. a Parquet row (hf.py)
+        self._name = getattr(base, 'sample_name', None) or getattr(base, 'path', None)
 
     def __len__(self) -> int:
         return len(self.base)
 
     def _path(self, i: int) -> str:
-        return str(self.base.path(i)) if hasattr(self.base, 'path') else f'sample {i}'
+        return str(self._name(i)) if self._name else f'sample {i}'
 
     def __getitem__(self, key):
         index, seed = key if isinstance(key, tuple) else (key, key)

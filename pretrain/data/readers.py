@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from .errors import DataError, first_line
 from .folder_index import FolderIndex
 from .images import load_rgb, open_image
+from .index import SampleIndex, build_index
 
 
 @dataclass
@@ -45,11 +46,11 @@ def build_splits(data_cfg: dict) -> Splits:
 
 
 
-class ImageFolderDataset(Dataset):
-    def __init__(self, index: FolderIndex):
-        self.index = index
-        self.classes = index.classes
-        self.real_labels: Optional[List[List[int]]] = None  # ImageNet-ReaL labels per sample, when given
+class ImageFileDataset(Dataset):
+    """The image files of a checked `SampleIndex`, each read whole (`path(i)` names an unreadable one)."""
+
+    def __init__(self, index: SampleIndex):
+        self.index, self.classes, self.targets = index, index.classes, index.targets
 
     def __len__(self) -> int:
         return len(self.index)
@@ -58,11 +59,22 @@ class ImageFolderDataset(Dataset):
         return self.index.path(i)
 
     def __getitem__(self, i: int) -> Tuple[Image.Image, int]:
-        return load_rgb(self.index.path(i)), int(self.index.targets[i])
+        return load_rgb(self.index.path(i)), int(self.targets[i])
+
+
+class ImageFolderDataset(ImageFileDataset):
+    """ImageNet-style folders: images handed over undecoded (`open`), ImageNet-ReaL labels when given."""
+
+    def __init__(self, index: FolderIndex):
+        super().__init__(index)
+        self.real_labels: Optional[List[List[int]]] = None  # ImageNet-ReaL labels per sample, when given
 
     def open(self, i: int) -> Tuple[Image.Image, int]:
         """The image opened but not decoded: the transform may decode a JPEG at reduced scale (draft)."""
-        return open_image(self.index.path(i)), int(self.index.targets[i])
+        return open_image(self.index.path(i)), int(self.targets[i])
+
+    def file_name(self, i: int) -> str:
+        return self.index.path(i).name
 
 
 class ImageNetV2Dataset(ImageFolderDataset):
@@ -131,23 +143,27 @@ def imagenet(cfg: dict) -> Splits:
             raise DataError(f'{val_root}: no such folder; expected the validation class sub-folders '
                             '(or set data.val_split=None to train without evaluation)')
         val = ImageFolderDataset(FolderIndex(val_root, train.classes, cache))
+    return attach_imagenet_extras(cfg, train, val)
+
+
+def attach_imagenet_extras(cfg: dict, train: Dataset, val: Optional[Dataset]) -> Splits:
+    """The ImageNet splits with ImageNet-v2 (data.v2_path) and ImageNet-ReaL labels on val (data.real_path)."""
     extra = {}
     if data_setting(cfg, 'v2_path'):
-        extra['v2'] = ImageNetV2Dataset(Path(cfg['v2_path']), len(train.classes), cache)
+        extra['v2'] = ImageNetV2Dataset(Path(cfg['v2_path']), len(train.classes), data_setting(cfg, 'index_cache'))
     if data_setting(cfg, 'real_path'):
         if val is None:
             raise DataError('data.real_path is set but there is no validation folder to attach ReaL labels to')
         real = RealLabels(Path(cfg['real_path']))
-        val.real_labels = [real.for_file(val.path(i).name) for i in range(len(val))]
+        val.real_labels = [real.for_file(val.file_name(i)) for i in range(len(val))]
     return Splits(train, val, len(train.classes), extra)
 
 
 class ArrayDataset(Dataset):
-    """Images held in one uint8 array, (N, H, W) grey or (N, H, W, 3) RGB: digits, CIFAR."""
+    """Images held in one uint8 array, (N, H, W) grey or (N, H, W, 3) RGB, with a checked index: digits, CIFAR."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, classes: Optional[List[str]] = None):
-        self.images, self.classes = images, classes
-        self.targets = np.asarray(targets, dtype=np.int32)
+    def __init__(self, images: np.ndarray, index: SampleIndex):
+        self.images, self.classes, self.targets = images, index.classes, index.targets
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -175,4 +191,6 @@ def digits(cfg: dict) -> Splits:
     tr_x, va_x, tr_y, va_y = train_test_split(images, labels, test_size=DIGITS_VAL_FRACTION,
                                               stratify=labels, random_state=0)
     # scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package): the demo's data
-    return Splits(ArrayDataset(tr_x, tr_y), ArrayDataset(va_x, va_y), len(classes))
+    names = [str(c) for c in sorted(classes)]
+    return Splits(ArrayDataset(tr_x, build_index('scikit-learn digits', tr_y, names)),
+                  ArrayDataset(va_x, build_index('scikit-learn digits', va_y, names)), len(classes))
