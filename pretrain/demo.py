@@ -5,7 +5,8 @@
    curves and the submodel analysis of both (accuracy vs number of blocks kept: figure 4 of the paper in
    miniature);
 2. transfer: fine-tuning that backbone on the new classes, digits 5-9 (configs/transfer/digits.py), with
-   `python -m transfer.finetune` in a process of its own (transfer/ is built on pretrain/, which does not import it);
+   `python -m transfer.finetune` in a process of its own (transfer/ is built on pretrain/, which does not import it),
+   and the same recipe from random weights (what the pretraining is worth);
 3. segmentation: a UperNet trained with `mim train mmseg` on a generated ADE20k-layout dataset
    (configs/upernet_demo.py), then tested single-scale and with multi-scale + flip TTA.
 
@@ -69,10 +70,22 @@ def last_miou(output: str) -> float:
     return values[-1] if values else float('nan')
 
 
-def _mean_submodel_accuracy(result: dict) -> float:
-    """Mean top-1 over the numbers of blocks kept (the area under a figure-4 curve)."""
-    curve = result['blocks_kept']
-    return sum(curve.values()) / max(len(curve), 1)
+def submodel_summary(label: str, result: dict) -> dict:
+    """One run's submodel analysis as summary lines: top-1 with each number of blocks kept below the full depth
+    (each the mean over the drawn subsets), and the mean over every number kept, the full model included (the area
+    under a figure-4 curve)."""
+    curve, depth = result['blocks_kept'], result['depth']
+    lines = {f'{label}: top-1 with {n} of {depth} blocks': top1 for n, top1 in sorted(curve.items(), reverse=True)
+             if int(n) < depth}
+    lines[f'{label}: mean top-1 of its submodels'] = sum(curve.values()) / max(len(curve), 1)
+    return lines
+
+
+def summary_lines(summary: dict, seconds: float) -> list:
+    """The demo's closing lines: its wall time, then one number per line (accuracies and mIoU in %), as the
+    README's Quick start quotes them."""
+    width = max(map(len, summary), default=0)
+    return [f'demo finished in {seconds:.0f} s'] + [f'  {k:{width}s} {v:6.2f}' for k, v in summary.items()]
 
 
 # cosub Table 4 (ImageNet-1k at 224, top-1): method -> (ViT-L, ViT-H)
@@ -145,12 +158,17 @@ def main(argv=None) -> dict:
                             '--labels', 'cosub', 'baseline (no cosub)',
                             '--output-dir', str(out / 'pretrain' / 'analysis'), '--num-workers', '0', '--device', 'cpu'])
     for label, result in curves.items():  # the paper's claim: cosub's submodels are better at every depth
-        summary[f'{label}: mean top-1 of its submodels'] = _mean_submodel_accuracy(result)
+        summary.update(submodel_summary(label, result))
 
     banner('2/3  transfer: fine-tune the pretrained backbone on the new classes, digits 5-9')
     run_module('transfer.finetune', '--dataset', 'digits', '--finetune', str(ckpt),
                '--output-dir', str(out / 'transfer'), *short['transfer'])
     summary['transfer val top-1'] = read_log(out / 'transfer' / 'log.jsonl')[-1]['val_top1']  # its last epoch
+    banner('     the same fine-tuning from random weights: what the pretraining is worth  '
+           '(python -m transfer.finetune --dataset digits)')
+    run_module('transfer.finetune', '--dataset', 'digits', '--output-dir', str(out / 'transfer_scratch'),
+               *short['transfer'])
+    summary['transfer from scratch val top-1'] = read_log(out / 'transfer_scratch' / 'log.jsonl')[-1]['val_top1']
 
     if not args.skip_segmentation:
         banner('3/3  segmentation: UperNet on a generated ADE20k-layout dataset with mim train / mim test')
@@ -169,13 +187,12 @@ def main(argv=None) -> dict:
         summary['segmentation mIoU (single scale)'] = last_miou(single)
         summary['segmentation mIoU (multi-scale + flip)'] = last_miou(tta)
 
-    banner(f'demo finished in {time.time() - started:.0f} s')
-    width = max(map(len, summary))
-    for k, v in summary.items():
-        print(f'  {k:{width}s} {v:6.2f}')
-    print(f'\n  outputs under {out}: training curves pretrain/training_curves.png (baseline: '
-          'pretrain_baseline/), submodels of both pretrain/analysis/submodels.png, logs */log.jsonl, '
-          'TensorBoard */tensorboard')
+    title, *lines = summary_lines(summary, time.time() - started)
+    banner(title)
+    print('\n'.join(lines))
+    print(f'\n  outputs under {out}: training curves */training_curves.png (pretrain: cosub, pretrain_baseline, '
+          'transfer, transfer_scratch), submodels of both pretrain/analysis/{submodels,block_ablation}.png, logs '
+          '*/log.jsonl, TensorBoard */tensorboard')
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
     return summary
 

@@ -343,9 +343,11 @@ def test_demo_runs_end_to_end(tmp_path):
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads((tmp_path / 'summary.json').read_text())
+    depths = {f'{label}: top-1 with {n} of 6 blocks' for label in ('cosub', 'baseline (no cosub)') for n in (5, 4, 3)}
     assert set(summary) == {'pretrain val top-1', 'baseline val top-1', 'cosub: mean top-1 of its submodels',
                             'baseline (no cosub): mean top-1 of its submodels', 'transfer val top-1',
-                            'segmentation mIoU (single scale)', 'segmentation mIoU (multi-scale + flip)'}
+                            'transfer from scratch val top-1', 'segmentation mIoU (single scale)',
+                            'segmentation mIoU (multi-scale + flip)'} | depths
     assert all(0 <= v <= 100 for v in summary.values())
     for name in ('pretrain/training_curves.png', 'pretrain_baseline/training_curves.png',
                  'pretrain/analysis/submodels.png', 'transfer/log.jsonl', 'segmentation/iter_4.pth'):

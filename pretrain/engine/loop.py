@@ -252,7 +252,8 @@ class TrainingLoop:
                     logger.info('epoch %d/%d  %s', record['epoch'] + 1, cfg.epochs, format_record(record))
                     if log_path is not None:
                         append_line(log_path, json.dumps(record))
-                        plot_training_curves(read_log(log_path), self.output_dir / 'training_curves.png')
+                        plot_training_curves(read_log(log_path), self.output_dir / 'training_curves.png',
+                                             method=self.method.name, loss=cfg.loss.type)
                         for k, v in record.items():
                             if isinstance(v, (int, float)) and k != 'epoch':
                                 self.tb.add_scalar(f'epoch/{k}', v, self.global_step)
