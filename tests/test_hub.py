@@ -331,8 +331,9 @@ def readme_snippets() -> list:
 def test_readme_snippets_run(offline, tmp_path):
     snippets = readme_snippets()
     assert len(snippets) == 3
-    (tmp_path / 'outputs' / 'demo').mkdir(parents=True)  # what `python -m pretrain.demo` leaves
-    training_run(tmp_path / 'outputs' / 'demo', 'vit_t', 5, 16, embed_dim=96, depth=6, num_heads=3, patch_size=4)
+    run = tmp_path / 'outputs' / 'demo' / 'pretrain'  # where `python -m pretrain.demo` leaves its cosub run
+    run.mkdir(parents=True)
+    training_run(run, 'vit_t', 5, 16, embed_dim=96, depth=6, num_heads=3, patch_size=4)
     # one Python for the three (imports take most of the time), each snippet in its own namespace
     runner = 'import sys, json\nfor i, code in enumerate(json.loads(sys.argv[1])):\n' \
              '    print(f"snippet {i + 1}", flush=True)\n    exec(compile(code, f"README snippet {i + 1}", "exec"), {})\n'
