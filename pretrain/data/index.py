@@ -69,11 +69,17 @@ def _show(value) -> str:
 
 def _first_repeat(values: np.ndarray):
     """The first value (in list order) that occurs more than once, else None."""
-    if len(values) < 2:
-        return None
     unique, first, counts = np.unique(values, return_index=True, return_counts=True)
-    repeated = counts > 1
-    return values[first[repeated].min()] if repeated.any() else None
+    return values[first[counts > 1].min()] if (counts > 1).any() else None
+
+
+def _lookup(keys: np.ndarray, queries: np.ndarray):
+    """For each query: its position in `keys` (unique) and whether it is there at all."""
+    if len(keys) == 0:
+        return np.zeros(len(queries), dtype=np.int64), np.zeros(len(queries), dtype=bool)
+    order = np.argsort(keys, kind='stable')
+    at = order[np.minimum(np.searchsorted(keys[order], queries), len(keys) - 1)]
+    return at, keys[at] == queries
 
 
 def integer_labels(values, source, key: str) -> np.ndarray:
@@ -101,64 +107,44 @@ def build_index(source: Union[Path, str], labels, classes: Sequence[str], *, lab
                 images: Union[None, int, Sequence] = None, labelled: Optional[Sequence] = None,
                 paths: Optional[Sequence[str]] = None, root: Optional[Path] = None, label_source=None,
                 image_key: str = 'entry', label_key: str = 'label') -> SampleIndex:
-    """Match labels to images, map them to classes, check every invariant; the samples in image order.
-
-    source, label_source  the files that list the images and their labels (named in each refusal)
-    labels          the label of each annotation, as the file writes it
-    classes         class names; class i is written `label_values[i]` (default: i)
-    images          the images' ids (default their positions), or their count for images held in an array
-    labelled        the id of the image each label belongs to (default: label n belongs to image n)
-    paths, root     each image's file, relative to the data root `root`
-    image_key, label_key   what the files call an image id and a label (for the messages)
-    """
+    """The samples in image order, every invariant checked. `images`: the ids of the images listed in `source`
+    (default their positions), or their count; `labels`: as written in `label_source` (default `source`), label n
+    for image `labelled[n]` (default: image n); class i is written `label_values[i]` (default i); `paths`: each
+    image's file relative to `root`; `image_key`, `label_key`: what the files call an image id and a label."""
     label_source = label_source or source
     labels = integer_labels(labels, label_source, label_key)
-    if isinstance(images, int) or images is None:
-        count = images if isinstance(images, int) else len(paths) if paths is not None else len(labels)
-        ids = np.arange(count)
+    if images is None or isinstance(images, int):
+        ids = np.arange(len(paths) if paths is not None else len(labels) if images is None else images)
     else:
         ids = np.asarray(images).reshape(-1)
     owner = np.arange(len(labels)) if labelled is None else np.asarray(labelled).reshape(-1)
     counts = f'({len(labels)} labels for {len(ids)} images); expected exactly one label per image'
+    for twice, where, what in ((_first_repeat(ids), source, 'is listed twice; expected each image once'),
+                               (_first_repeat(owner), label_source, f'has two labels {counts}')):
+        if twice is not None:
+            raise DataError(f'{where}: {image_key} {_show(twice)} {what}')
+    at, found = _lookup(owner, ids)
+    if not found.all():
+        raise DataError(f'{label_source}: no label for {image_key} {_show(ids[np.argmin(found)])} {counts}')
+    if len(owner) > len(ids):
+        stray = owner[np.argmin(np.isin(owner, ids))]
+        raise DataError(f'{label_source}: a label for {image_key} {_show(stray)}, which {source} does not list '
+                        f'{counts}')
+    raw = labels[at]
 
-    twice = _first_repeat(ids)
-    if twice is not None:
-        raise DataError(f'{source}: {image_key} {_show(twice)} is listed twice; expected each image once')
-    twice = _first_repeat(owner)
-    if twice is not None:
-        raise DataError(f'{label_source}: {image_key} {_show(twice)} has two labels {counts}')
-    if labelled is None and len(ids) == len(labels):
-        raw = labels  # label n is image n's: nothing to match
-    else:
-        order = np.argsort(owner, kind='stable')
-        at = np.minimum(np.searchsorted(owner[order], ids), max(len(owner) - 1, 0))
-        found = owner[order][at] == ids if len(owner) else np.zeros(len(ids), dtype=bool)
-        if not found.all():
-            raise DataError(f'{label_source}: no label for {image_key} {_show(ids[np.argmin(found)])} {counts}')
-        if len(owner) > len(ids):
-            stray = owner[np.argmin(np.isin(owner, ids))]
-            raise DataError(f'{label_source}: a label for {image_key} {_show(stray)}, which {source} does not list '
-                            f'{counts}')
-        raw = labels[order[at]]
-
-    values = np.arange(len(classes)) if label_values is None else integer_labels(label_values, source, 'the class list')
+    values = np.arange(len(classes)) if label_values is None else integer_labels(label_values, source, 'classes')
     twice = _first_repeat(values)
     if twice is not None:
         raise DataError(f'{source}: {label_key} {_show(twice)} appears twice in the class list; expected each class '
                         'once')
-    order = np.argsort(values, kind='stable')
-    at = np.minimum(np.searchsorted(values[order], raw), max(len(values) - 1, 0))
-    known = values[order][at] == raw if len(values) else np.zeros(len(raw), dtype=bool)
+    targets, known = _lookup(values, raw)
     if not known.all():
-        n = int(np.argmin(known))
-        lo, hi = (values.min(), values.max()) if len(values) else (0, -1)
+        n, (lo, hi) = int(np.argmin(known)), (values.min(), values.max()) if len(values) else (0, -1)
         span = f'{lo}..{hi}' if hi - lo + 1 == len(values) else f'ids {lo}..{hi}, not contiguous'
         raise DataError(f'{label_source}: {label_key} {raw[n]} of {image_key} {_show(ids[n])} is not one of the '
                         f'{len(values)} classes ({span})')
-    targets = order[at].astype(np.int32)
-
     if paths is None:
-        return SampleIndex(targets, list(classes))
+        return SampleIndex(targets.astype(np.int32), list(classes))
     folders = {}
     for n, path in enumerate(paths):
         if _outside(path):
@@ -172,4 +158,4 @@ def build_index(source: Union[Path, str], labels, classes: Sequence[str], *, lab
             raise DataError(f'{source}: {image_key} {_show(ids[n])} names the file {paths[n]!r}, whose folder is a '
                             f'symbolic link to {real}, outside the data root {real_root}; expected every file read '
                             'under the data root')
-    return SampleIndex(targets, list(classes), PackedPaths(paths), Path(root))
+    return SampleIndex(targets.astype(np.int32), list(classes), PackedPaths(paths), Path(root))
