@@ -11,7 +11,10 @@ Pipelines, all RandomResizedCrop 224 (bicubic) + flip + 3-Augment + colour jitte
   radius in [0.1, 2]), ColorJitter(0.3, 0.3, 0.3), ToTensor, Normalize);
 - timm: `timm.data.create_transform(224, is_training=True, auto_augment='3a', color_jitter=0.3,
   interpolation='bicubic')` (timm's own 3-Augment);
-- decode: PIL's JPEG decode + RGB conversion alone (the floor without draft).
+- decode: PIL's JPEG decode + RGB conversion alone (the floor without draft);
+- hf: ours on the same JPEGs read as a Hugging Face dataset (data.type='hf', pretrain/data/hf.py: one Parquet
+  shard in the Hub layout, converted by `datasets` to Arrow once, rows read undecoded): the reader's cost beside
+  the folder's ("ours / hf").
 Each is timed in one process (one thread: img/s per core) and through a DataLoader with --workers worker
 processes (img/s / workers = per core). Images: --images generated JPEGs of ImageNet size (500x375, quality 90,
 smooth natural-like content: colour fields, blurred shapes, texture and grain), made once under --data-dir.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -130,13 +134,29 @@ def timm_transform():
                             mean=MEAN, std=STD)
 
 
+def hf_rows(paths: List[Path], folder: Path) -> Dataset:
+    """The JPEGs as a Hub-layout Parquet dataset under `folder` (written once), read by data.type='hf'."""
+    os.environ.setdefault('HF_DATASETS_CACHE', str(folder / 'hf-cache'))  # not the home directory
+    os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
+    import datasets
+    shard = folder / 'data' / 'train-00000-of-00001.parquet'
+    if not shard.is_file():
+        features = datasets.Features({'image': datasets.Image(), 'label': datasets.ClassLabel(names=['n00000000'])})
+        rows = dict(image=[{'bytes': p.read_bytes(), 'path': p.name} for p in paths], label=[0] * len(paths))
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(shard))
+    return data_lib.build_splits(dict(type='hf', path=str(folder), train_split='train', val_split=None,
+                                      v2_path=None, real_path=None)).train
+
+
 class Pipeline(Dataset):
     """(index, seed) -> what the pipeline's workers return."""
 
-    def __init__(self, name: str, files: Files):
+    def __init__(self, name: str, files: Files, rows: Optional[Dataset] = None):
         self.name, self.files = name, files
-        if name == 'ours':
-            self.ours = data_lib.TransformedDataset(files, data_lib.build_train_transform(TRAIN, SIZE))
+        if name in ('ours', 'hf'):
+            self.ours = data_lib.TransformedDataset(rows if name == 'hf' else files,
+                                                    data_lib.build_train_transform(TRAIN, SIZE))
         else:
             self.tf = {'deit': deit_transform, 'timm': timm_transform, 'decode': lambda: None}[name]()
 
@@ -145,7 +165,7 @@ class Pipeline(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        if self.name == 'ours':
+        if self.name in ('ours', 'hf'):
             return self.ours[(index, seed)]
         img = data_lib.load_rgb(self.files.path(index))
         if self.tf is None:
@@ -218,7 +238,7 @@ def versions() -> Dict[str, str]:
     import torchvision
     from PIL import features
     return dict(python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
-                timm=timm.__version__, pillow=PIL.__version__,
+                timm=timm.__version__, pillow=PIL.__version__, datasets=importlib.metadata.version('datasets'),
                 libjpeg_turbo=str(features.version('libjpeg_turbo')))
 
 
@@ -234,7 +254,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--batch', type=int, default=64, help='DataLoader batch size')
     p.add_argument('--device-batch', type=int, default=256, help='batch of the device half')
     p.add_argument('--pipelines', nargs='+', default=['ours', 'deit', 'timm', 'decode'],
-                   choices=['ours', 'deit', 'timm', 'decode'])
+                   choices=['ours', 'deit', 'timm', 'decode', 'hf'])
     p.add_argument('--data-dir', default='/tmp/cosub_bench_jpegs', help='where the JPEGs are generated (kept)')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/data_pipeline_<device>)')
     args = p.parse_args(argv)
@@ -250,16 +270,17 @@ def main(argv: Optional[List[str]] = None) -> dict:
     sizes = [p.stat().st_size for p in paths]
     print(f'{len(paths)} JPEGs 500x375 q90 in {args.data_dir} (mean {np.mean(sizes) / 1024:.0f} KB), '
           f'{time.perf_counter() - t0:.1f} s', flush=True)
+    rows_hf = hf_rows(paths, Path(args.data_dir) / f'hf-{len(paths)}') if 'hf' in args.pipelines else None
 
     torch.set_num_threads(1)  # per core: what one DataLoader worker gets
     rows = {}
     for name in args.pipelines:
-        pipe = Pipeline(name, files)
-        n = single if name in ('ours', 'decode') else max(20, single // 2)
+        pipe = Pipeline(name, files, rows_hf)
+        n = single if name in ('ours', 'decode', 'hf') else max(20, single // 2)
         rows[name] = dict(one_process=round(one_process(pipe, n), 1))
         print(f'{name:7s} one process: {rows[name]["one_process"]:7.1f} img/s', flush=True)
     for name in args.pipelines:
-        rate = through_loader(Pipeline(name, files), workers, args.loader_rounds, args.batch)
+        rate = through_loader(Pipeline(name, files, rows_hf), workers, args.loader_rounds, args.batch)
         rows[name]['loader'] = round(rate, 1)
         rows[name]['loader_per_core'] = round(rate / workers, 1)
         print(f'{name:7s} {workers} workers: {rate:7.1f} img/s = {rate / workers:6.1f} per worker', flush=True)
@@ -273,7 +294,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         print(f'ours device half on {device.type}: {device_rate:.1f} img/s (batch {batch})', flush=True)
 
     ratios = {}
-    for other in ('deit', 'timm', 'decode'):
+    for other in ('deit', 'timm', 'decode', 'hf'):
         if 'ours' in rows and other in rows:
             ratios[f'ours / {other}'] = {k: round(rows['ours'][k] / rows[other][k], 2)
                                          for k in ('one_process', 'loader_per_core')}
@@ -303,7 +324,8 @@ def report(meta: dict, rows: dict, ratios: dict, device: torch.device) -> str:
              f"{meta['wall_s']} s.", '',
              'RandomResizedCrop 224 + flip + 3-Augment + colour jitter 0.3 + normalisation. "ours" is the worker half '
              '(decode with draft, crop, resize, flip -> uint8); its device half (3-Augment, jitter, normalisation) '
-             'is timed separately below. "decode" is PIL decode + RGB alone.', '',
+             'is timed separately below. "decode" is PIL decode + RGB alone. "hf" is ours reading the same JPEGs from '
+             "a Hugging Face dataset (data.type='hf', Parquet in the Hub layout) instead of the files.", '',
              f"| pipeline | one process, img/s | {meta['workers']} workers, img/s | per worker, img/s |",
              '|---|---|---|---|']
     for name, r in rows.items():
