@@ -184,6 +184,7 @@ def test_non_finite_loss_keeps_the_last_finite_checkpoint(reference, tmp_path, m
     assert 'non-finite loss' in (out / 'train.log').read_text()
 
 
+@pytest.mark.e2e
 def test_submitit_requeue_finishes_like_an_uninterrupted_run(reference, tmp_path):
     submitit = pytest.importorskip('submitit')
     from pretrain.submit import Training

@@ -168,6 +168,7 @@ def test_co_training_resumes_exactly(imagenet_dir, tmp_path, monkeypatch):
     assert backbones.load_checkpoint(model, tmp_path / 'straight' / 'checkpoint.pth', strict=True).ok
 
 
+@pytest.mark.e2e
 def test_co_training_in_two_processes_equals_one(imagenet_dir, tmp_path):
     """DDP, and FSDP (each model and each block a unit), over the pair: the same two models as one process
     (deterministic: no drop path, no mixup)."""
@@ -232,6 +233,7 @@ def test_dry_run_prints_the_method_and_its_cost(capsys):
     assert 'KD + cosub' in text and 'runs/vit_h/checkpoint.pth' in text
 
 
+@pytest.mark.e2e
 def test_demo_prints_table_4_in_miniature(tmp_path, capsys):
     from pretrain.demo import TABLE_4, table_4
     # one epoch on two of the five digits, loaded in-process: the path, in a quarter of the demo's time

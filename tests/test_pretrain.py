@@ -111,6 +111,7 @@ def test_resume_mid_epoch_is_exact(imagenet_dir, tmp_path, monkeypatch):
     assert_same_weights(weights(straight / 'checkpoint.pth'), weights(broken / 'checkpoint.pth'))
 
 
+@pytest.mark.e2e
 def test_two_processes_equal_one_on_the_same_global_batch(imagenet_dir, tmp_path):
     # Deterministic model (no drop path, no mixup) so that only the data split across ranks differs.
     options = ['model.drop_path_rate=0.0', 'mixup.mixup_alpha=0.0', 'mixup.cutmix_alpha=0.0']
@@ -162,6 +163,7 @@ def test_optimizer_clip_grad_is_the_only_clip(clip):
     torch.testing.assert_close(runs[0], runs[1])
 
 
+@pytest.mark.e2e
 def test_compiled_training_equals_eager(imagenet_dir, tmp_path, monkeypatch):
     """train.compile=True with the config's mode (CUDA graphs on a GPU; on CPU torch.compile skips them) trains
     the whole model, ESD included, as one graph. With inductor drawing its random numbers as eager does
@@ -178,6 +180,7 @@ def test_compiled_training_equals_eager(imagenet_dir, tmp_path, monkeypatch):
     torch._dynamo.reset()
 
 
+@pytest.mark.e2e
 def test_two_compiled_ddp_processes_equal_one_eager(imagenet_dir, tmp_path):
     """train.compile=True under DDP compiles the DDP-wrapped model (graph split at DDP's buckets): the same
     weights as one eager process on the same global batch."""
@@ -206,6 +209,7 @@ main()
 """
 
 
+@pytest.mark.e2e
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step(imagenet_dir, tmp_path):
     """The flags are all-reduced with each step's values and read one step later (engine/pending.py): rank 1's
     signal during step 1 is read by both ranks after step 2, which both finish before saving at step 3."""
@@ -336,6 +340,7 @@ def test_submodel_analysis_table_and_plots(imagenet_dir, tmp_path):
     assert '| blocks kept | cosub |' in (out / 'submodels.md').read_text()
 
 
+@pytest.mark.e2e
 def test_demo_runs_end_to_end(tmp_path):
     """The README's demo command, every step shortened: pretraining, analysis, transfer, mim train / test / TTA."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -357,6 +362,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert '| blocks kept | cosub | baseline (no cosub) |' in table
 
 
+@pytest.mark.e2e
 def test_fsdp_two_processes_equal_one_and_resume(imagenet_dir, tmp_path):
     """train.fsdp=True shards the model over 2 processes (gloo here); same weights as 1 process, and resumable.
     7 validation images, one per batch: the ranks evaluate 4 and 3 (every forward pass must be matched)."""

@@ -360,6 +360,7 @@ def data_roots(data: Path) -> list:
 
 
 # -- the real path: mim train / mim test -----------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_mim_train_resume_test(tmp_path, vit_t_checkpoints):
     """`mim train` / `mim test` run mmseg/.mim/tools/{train,test}.py in a new process, as users do; the resume
     calls that same script directly (mim adds a `-h` probe process per call, about 10 s). `mim test --tta` runs in
