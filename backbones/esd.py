@@ -146,12 +146,10 @@ class _ScaledIndexAddThenGather(torch.autograd.Function):
 
 def esd_keep(batch_size: int, rate: float, mode: str, training: bool) -> Optional[int]:
     """How many samples ESD computes a branch on this step, or None when it computes it on all of them
-    (evaluation, rate 0, modes other than 'esd', or a batch too small to drop anyone). Shapes only: no sync."""
-    if mode not in MODES:
-        raise ValueError(f'drop_path_mode={mode!r}: expected one of {MODES}')
+    (evaluation, rate 0, modes other than 'esd', or a batch too small to drop anyone). Shapes only: no sync.
+    The hot path: rate and mode are trusted, checked once where they are set (`set_stochastic_depth`)."""
     if not training or rate == 0.0 or mode != 'esd':
         return None
-    check_rate(rate)
     keep = keep_count(batch_size, rate)
     if not torch.compiler.is_compiling():  # warnings.warn would break the graph; the engine logs the rate anyway
         _warn_quantization(batch_size, rate)
@@ -184,11 +182,12 @@ def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: 
     added to (e.g. CaiT's class-attention reads [cls, patches] and adds to cls). In eval mode, at rate 0 or in
     mode 'none' this is exactly a plain residual. `kept`, for ESD, is this branch's row of `draw_kept` (blocks
     draw all their branches at once, see `StochasticDepthBlock.draw_kept`); without it the branch draws its own.
+    Nothing is checked here (a block's forward is the hot path): `rate` and `mode` were checked where they were
+    set (`set_stochastic_depth`, `create_model`), and `kept` comes from `draw_kept` / `draw_block_kept`.
     """
     inputs = inputs or (shortcut,)
     batch = shortcut.shape[0]
     if mode == 'mask' and training and rate > 0.0:  # classic per-sample Bernoulli masking, as timm's DropPath
-        check_rate(rate)
         out = branch(*inputs)
         keep_prob = 1.0 - rate
         mask = out.new_empty((out.shape[0],) + (1,) * (out.ndim - 1)).bernoulli_(keep_prob).div_(keep_prob)
@@ -198,14 +197,11 @@ def drop_add_residual(shortcut: Tensor, branch: Callable[..., Tensor], *inputs: 
         return shortcut + branch(*inputs)
     if kept is None:
         kept = draw_kept(batch, keep, 1, shortcut.device)[0]
-    elif kept.shape != (keep,):
-        raise ValueError(f'kept indices of shape {tuple(kept.shape)}: expected ({keep},) for a batch of {batch} '
-                         f'at drop rate {rate:g}')
     return _esd_residual(shortcut, branch, inputs, kept)
 
 
 def _esd_residual(shortcut: Tensor, branch: Callable[..., Tensor], inputs: Sequence[Tensor], kept: Tensor) -> Tensor:
-    """`drop_add_residual` in ESD training, `kept` already checked: `shortcut + B/keep * branch(inputs[kept])` at
+    """`drop_add_residual` in ESD training: `shortcut + B/keep * branch(inputs[kept])` at
     the rows `kept`."""
     # index_select, not advanced indexing: one gather kernel, and its backward is index_add (not index_put's
     # sort-based accumulation); its output is contiguous, as the branch's kernels want

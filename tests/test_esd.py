@@ -290,8 +290,6 @@ def test_invalid_modes_and_schedules_raise():
         set_stochastic_depth(model, mode='dropout')
     with pytest.raises(ValueError, match=r"drop_path_mode='dropout': " + expected):
         create_model('vit_t', img_size=32, drop_path_mode='dropout')
-    with pytest.raises(ValueError, match=r"drop_path_mode='ESD': " + expected):
-        drop_add_residual(torch.randn(4, 2), positive_branch, rate=0.5, mode='ESD', training=True)
     with pytest.raises(ValueError, match=r"drop_path_schedule='cosine': expected one of \('uniform', 'linear'\)"):
         set_stochastic_depth(model, 0.2, schedule='cosine')
     with pytest.raises(ValueError, match=r"drop_path_schedule='cosine'"):
@@ -382,12 +380,6 @@ def test_residual_chain_is_the_branches_one_after_the_other(dtype):
     assert results[0][0].dtype == dtype
 
 
-def test_kept_indices_of_the_wrong_size_are_refused():
-    with pytest.raises(ValueError, match=r'kept indices of shape \(5,\): expected \(6,\) for a batch of 10'):
-        drop_add_residual(torch.randn(10, 3), positive_branch, rate=0.4, mode='esd', training=True,
-                          kept=torch.arange(5))
-
-
 # -- torch.compile -------------------------------------------------------------------------------------------------
 def eager_and_compiled(module: nn.Module, x: torch.Tensor, **compile_args):
     """Output and input gradient of `module(x)`, eager and compiled, each after `manual_seed(0)`."""
@@ -437,3 +429,13 @@ def test_esd_block_compiles_with_inductor():
         assert not torch.allclose(eager, block.eval()(x))  # samples were dropped
     torch.testing.assert_close(compiled, eager)
     torch.testing.assert_close(compiled_grad, eager_grad)
+
+
+def test_forward_trusts_the_rates_checked_where_they_were_set(monkeypatch):
+    """Issue 21: rate and mode are checked once, by create_model / set_stochastic_depth; a block's forward (the
+    hot path, ESD and masking) checks nothing again."""
+    model = create_model('vit_t', img_size=32, num_classes=10, depth=2, drop_path_rate=0.5).train()
+    monkeypatch.setattr(esd, 'check_rate', lambda *a, **k: pytest.fail('a rate checked in the forward pass'))
+    for mode in ('esd', 'mask'):
+        esd.set_stochastic_depth(model, mode=mode)
+        model(torch.randn(8, 3, 32, 32)).sum().backward()
