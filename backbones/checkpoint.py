@@ -170,27 +170,31 @@ def extract_state_dict(ckpt: Any, source: str = 'checkpoint') -> Dict[str, Tenso
     return tensors
 
 
-# The models a training checkpoint may hold (pretrain/methods.py): the run's model, co-training's second model, the
-# mean teacher's EMA of the weights. 'model' is also the only weights of any other file.
-TRAINED_WEIGHTS = {'model': None, 'peer_model': 'cotrain', 'model_ema': 'mean_teacher'}  # name: --method writing it
+def trained_weights() -> Dict[str, Optional[str]]:
+    """The models a training checkpoint may hold -> the --method writing it: 'model', the run's (also the only
+    weights of any other file), and each method's own (pretrain/methods.py `Method.saves`: co-training's second
+    model, the mean teacher's EMA)."""
+    from pretrain.methods import saved_weights  # here, not at the top: backbones sits below pretrain
+    return {name: method for name, (method, _, _) in saved_weights().items()}
 
 
 def weights_held(ckpt: Any) -> List[str]:
-    """The TRAINED_WEIGHTS a loaded checkpoint holds ('model' for any file with weights)."""
-    held = [k for k in TRAINED_WEIGHTS if k != 'model' and isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict)]
+    """The trained_weights() a loaded checkpoint holds ('model' for any file with weights)."""
+    held = [k for k in trained_weights() if k != 'model' and isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict)]
     return ['model'] + held
 
 
 def select_weights(ckpt: Any, weights: str = 'model', source: str = 'checkpoint') -> Dict[str, Tensor]:
-    """The state dict of `weights` (one of TRAINED_WEIGHTS) in a loaded checkpoint; a name it lacks is refused
+    """The state dict of `weights` (one of trained_weights()) in a loaded checkpoint; a name it lacks is refused
     naming the ones it holds."""
-    if weights not in TRAINED_WEIGHTS:
-        raise CheckpointError(f'weights={weights!r}: expected one of {", ".join(TRAINED_WEIGHTS)}')
+    writers = trained_weights()
+    if weights not in writers:
+        raise CheckpointError(f'weights={weights!r}: expected one of {", ".join(writers)}')
     if weights == 'model':
         return extract_state_dict(ckpt, source)
     held = weights_held(ckpt)
     if weights not in held:
-        raise CheckpointError(f'{source} holds no {weights} (written by --method {TRAINED_WEIGHTS[weights]}); '
+        raise CheckpointError(f'{source} holds no {weights} (written by --method {writers[weights]}); '
                               f'its weights: {", ".join(held)}')
     return extract_state_dict(ckpt[weights], f'{source} ({weights})')
 

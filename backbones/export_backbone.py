@@ -40,9 +40,13 @@ from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, architectu
                          official_to_timm_name, save_file, select_weights)
 
 _PREFIXES = ('module.', '_orig_mod.')
-# how each of TRAINED_WEIGHTS is named in a model card, and the suffix of its metrics in log.jsonl (pretrain/methods.py)
-WEIGHTS_TITLES = {'model': ('', ''), 'peer_model': ("co-training's second model", '_peer'),
-                  'model_ema': ("the mean teacher's EMA of the weights", '_ema')}
+
+
+def weights_titles() -> dict:
+    """How each of checkpoint.trained_weights() is named in a model card, and the suffix of its metrics in
+    log.jsonl: name -> (title, suffix), as each method declares them (pretrain/methods.py `Method.saves`)."""
+    from pretrain.methods import saved_weights  # here, not at the top: backbones sits below pretrain
+    return {name: (title, suffix) for name, (_, title, suffix) in saved_weights().items()}
 
 
 def _check_output_file(dst: Path, overwrite: bool) -> None:
@@ -152,7 +156,7 @@ def _eval_numbers(src: Path, suffix: str = '') -> tuple:
 
 def _model_card(src: Path, architecture: str, model_args: dict, model_name: str, num_classes: int, config: dict,
                 img_size: int, weights: str = 'model') -> str:
-    title, suffix = WEIGHTS_TITLES[weights]
+    title, suffix = weights_titles()[weights]
     last, best = _eval_numbers(src, suffix)
     metric_keys = ('epoch', 'val_top1', 'val_top5', 'val_loss', 'v2_top1', 'v2_top5', 'real_top1', 'real_top5')
     lines = ['---', 'library_name: timm', 'license: apache-2.0', 'tags:', '- image-classification', '- timm',
@@ -304,7 +308,7 @@ def main(argv=None) -> None:
     p.add_argument('dst', nargs='?', help='output file: .pth (our format) or .safetensors')
     p.add_argument('--hub-dir', help='write a Hugging Face Hub folder here instead (config.json, model.safetensors, '
                    'README.md), which timm loads as local-dir:DIR')
-    p.add_argument('--weights', default='model', choices=list(WEIGHTS_TITLES),
+    p.add_argument('--weights', default='model', choices=list(weights_titles()),
                    help="which model of a training checkpoint: the run's (default), co-training's second "
                         "(--method cotrain) or the mean teacher's EMA (--method mean_teacher)")
     p.add_argument('--model', help='architecture of a checkpoint that does not name it (for one of our ViTs: its '

@@ -1,4 +1,4 @@
-"""The cost of each training strategy of Table 4, measured: the paper's Figure 2 table, side by side in one run.
+"""The cost of each training strategy of Table 4, measured, beside the paper's Figure 2 table, in one run.
 
     python -m benchmarks.methods                       # GPU: ViT-L, batch 64, 224 px, config vit_l (bf16)
     python -m benchmarks.methods --device cpu          # CPU: ViT-S, batch 8, 64 px, minutes
@@ -13,9 +13,9 @@ backward, the clip of each model, the optimizer step and what comes after it (th
 `--rounds` rounds of one epoch of `--warmup` + `--steps` steps per method, interleaved (method A, B, ... then
 again), so that the machine's load hits all alike; the step time is the median over rounds.
 
-Per method: step time and its ratio to the baseline's (Figure 2 "compute": 1 baseline, 1.33 KD and mean teacher
-(a teacher forward is a third of a training step), 2.0 co-training and cosub (two forward + backward), 2.33 KD +
-cosub); the trained parameters; the weights it holds (the model, plus the EMA, the teacher or the second model:
+Per method: step time and its ratio to the baseline's, beside Figure 2's "compute" (1 baseline, 1.33 KD and mean
+teacher: a teacher forward is a third of a training step; 2 co-training and cosub without ESD: two forward +
+backward; Figure 2 has no KD + cosub row: '-'); the trained parameters; the weights it holds (the model, plus the EMA, the teacher or the second model:
 Figure 2 "weights"); the optimizer state (Figure 2 "optimizer"); and, on CUDA, the step's peak memory above what
 is held before it. The teacher of KD is an untrained model of the student's architecture saved to a file and
 loaded by `--teacher` as a user's would be (its values do not change the cost; its size does, and Figure 2
@@ -50,7 +50,7 @@ from benchmarks.common import device_name, load_note, options_for, report, resol
 from benchmarks.data_pipeline import make_jpegs
 from benchmarks.train_throughput import InMemoryLoader, timed_epoch
 from pretrain.config import find_config, load_config
-from pretrain.methods import METHODS, PAPER_COST
+from pretrain.methods import METHODS
 
 GPU_DEFAULTS = dict(model='vit_l', batch=64, img_size=224, steps=4, warmup=2, rounds=3)
 CPU_DEFAULTS = dict(model='vit_s', batch=8, img_size=64, steps=2, warmup=1, rounds=3)
@@ -140,11 +140,12 @@ def run(methods: List[str], opts: dict, cfg_name: str, device: str, workdir: Pat
     base = statistics.median(times['baseline']) if 'baseline' in times else None
     for method, trainer in trainers.items():
         step_ms = statistics.median(times[method])
-        weights, optim, compute = PAPER_COST[method]
+        figure_2 = METHODS[method].figure_2  # None: not in the paper
         rows.append(dict(method=method, row=METHODS[method].row, step_ms=step_ms, times_ms=times[method],
                          time_vs_baseline=step_ms / base if base else None,
                          step_peak_bytes=max(peaks[method]) if peaks[method] else None,
-                         paper=dict(weights=weights, optimizer=optim, compute=compute), **footprint(trainer)))
+                         figure_2=dict(zip(('weights', 'optimizer', 'compute'), figure_2)) if figure_2 else None,
+                         **footprint(trainer)))
     if 'baseline' in trainers:
         ref = next(r for r in rows if r['method'] == 'baseline')
         for r in rows:
@@ -168,18 +169,19 @@ def markdown(meta: dict, rows: List[dict]) -> str:
              f"{meta['warmup']} warm-up + {meta['steps']} timed steps x {meta['rounds']} interleaved rounds; KD's "
              f"teacher: the student's architecture. Command: `{meta['command']}`; wall time {meta['wall_s']} s.", '']
     lines += [f'Note: {n}' for n in meta['notes']] + ['']
-    lines += ['Measured beside the paper (Figure 2: weights held, optimizer states, compute; 1 = the baseline). '
-              '"weights" are all the parameters and buffers the method holds (model, EMA, teacher, second model), '
-              '"optimizer" the optimizer state, "step peak" the CUDA peak of a step above what is held before it.',
-              '', '| method | row of Table 4 | ms / step | time vs baseline (paper compute) | trained params | '
-              'weights MiB | weights vs baseline (paper) | optimizer MiB | optimizer vs baseline (paper) | '
+    lines += ['Measured, with Figure 2\'s figures in brackets (weights held, optimizer states, compute; 1 = the '
+              'baseline; "-": Figure 2 has no such row). "weights" are all the parameters and buffers the method holds '
+              '(model, EMA, teacher, second model), "optimizer" the optimizer state, "step peak" the CUDA peak of a '
+              'step above what is held before it.',
+              '', '| method | row of Table 4 | ms / step | time vs baseline (Figure 2 compute) | trained params | '
+              'weights MiB | weights vs baseline (Figure 2) | optimizer MiB | optimizer vs baseline (Figure 2) | '
               'step peak MiB |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        p = r['paper']
+        f2 = r['figure_2'] or dict(weights='-', optimizer='-', compute='-')
         lines.append(f"| {r['method']} | {r['row']} | {r['step_ms']:.1f} | {_x(r['time_vs_baseline'])} "
-                     f"({p['compute']:g}) | {r['trained_params'] / 1e6:.1f}M | {_mib(r['weight_bytes'])} | "
-                     f"{_x(r.get('weights_vs_baseline'))} ({p['weights']:g}) | {_mib(r['optimizer_bytes'])} | "
-                     f"{_x(r.get('optimizer_vs_baseline'))} ({p['optimizer']:g}) | {_mib(r['step_peak_bytes'])} |")
+                     f"({f2['compute']}) | {r['trained_params'] / 1e6:.1f}M | {_mib(r['weight_bytes'])} | "
+                     f"{_x(r.get('weights_vs_baseline'))} ({f2['weights']}) | {_mib(r['optimizer_bytes'])} | "
+                     f"{_x(r.get('optimizer_vs_baseline'))} ({f2['optimizer']}) | {_mib(r['step_peak_bytes'])} |")
     return '\n'.join(lines) + '\n'
 
 
@@ -193,7 +195,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--steps', type=int, help='timed steps per round (GPU default 4, CPU 2)')
     p.add_argument('--warmup', type=int, help='untimed steps per round (GPU default 2, CPU 1)')
     p.add_argument('--rounds', type=int, help='interleaved rounds (default 3)')
-    p.add_argument('--methods', nargs='+', choices=list(METHODS), default=list(PAPER_COST),
+    p.add_argument('--methods', nargs='+', choices=list(METHODS), default=list(METHODS),
                    help='default: all six, the baseline first (the ratios are to it)')
     p.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/methods_<device>)')

@@ -58,11 +58,6 @@ def _distill_loss(student: Tensor, teacher: Tensor, loss: str) -> Tensor:
     return torch.sum(-teacher * F.log_softmax(student, dim=-1), dim=-1).mean()
 
 
-def _check_lam(lam: float) -> None:
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f'lam={lam}: expected a weight in [0, 1]')
-
-
 def _teacher_term(student: Tensor, teacher: Tensor, loss: str, target: str, temperature: float) -> Tensor:
     """An outside teacher's term: 'soft', its probabilities in the run's loss family (as cosub's submodels: sigmoid
     for BCE, softmax for CE), both sides at `temperature` and scaled by its square (Hinton et al.; DeiT's
@@ -74,11 +69,12 @@ def _teacher_term(student: Tensor, teacher: Tensor, loss: str, target: str, temp
     return t * t * _distill_loss(student / t, _teacher_target(teacher / t, loss, soft=True), loss)
 
 
-KD_TARGETS = ('soft', 'hard')
+KD_TARGETS = ('hard', 'soft')
+KD_MIXES = ('peer', 'label')  # how kd_cosub_loss adds the teacher to eq. 2
 
 
-def kd_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, lam: float = 0.5, loss: str = 'bce',
-            kd_target: str = 'soft', temperature: float = 1.0) -> Tensor:
+def kd_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, kd_target: str, lam: float = 0.5,
+            loss: str = 'bce', temperature: float = 1.0) -> Tensor:
     """Knowledge distillation (Table 4 (b); (c) with the EMA model as teacher), for `logits` (B, C) of the student,
     `target` (B, C) and `teacher_logits` (B, C) of the teacher on the same augmented images:
 
@@ -88,7 +84,6 @@ def kd_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, lam: floa
         raise ValueError(f'loss={loss!r}: expected one of {LOSSES}')
     if kd_target not in KD_TARGETS:
         raise ValueError(f'kd target={kd_target!r}: expected one of {KD_TARGETS}')
-    _check_lam(lam)
     if logits.shape != target.shape or teacher_logits.shape != logits.shape:
         raise ValueError(f'student logits {tuple(logits.shape)}, targets {tuple(target.shape)} and teacher logits '
                          f'{tuple(teacher_logits.shape)} differ')
@@ -97,17 +92,25 @@ def kd_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, lam: floa
                                                                                     temperature)
 
 
-def kd_cosub_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, num_submodels: int = 2,
-                  lam: float = 0.5, loss: str = 'bce', soft: bool = True, kd_target: str = 'soft',
-                  temperature: float = 1.0) -> Tensor:
-    """KD + cosub (Table 4, last row): the pre-trained teacher joins the other submodels as one more teacher of
-    each submodel, with the same weight as each of them:
+def kd_cosub_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, kd_target: str, mix: str = 'peer',
+                  num_submodels: int = 2, lam: float = 0.5, kd_lam: float = 0.5, loss: str = 'bce',
+                  soft: bool = True, temperature: float = 1.0) -> Tensor:
+    """KD + cosub (Table 4, last row). The paper gives no formula for it ("our approach is complementary with
+    KD"): both forms here are our reconstructions.
+
+    mix='peer' (our default): the pre-trained teacher joins the other submodels as one more teacher of each
+    submodel, with the same weight as each of them:
 
         L = lam * mean_i L(z_i, y) + (1 - lam) * mean_i [ (sum_{j != i} L(z_i, sg(z_j)) + L(z_i, sg(t))) / k ]
 
-    Why this form: it keeps lam the label/distillation balance of both cosub and KD (lam = 0.5 in Table 4 for
-    both), so lam = 1 is the plain baseline again; with k = 2 each submodel learns half of its distillation from
-    the other submodel and half from the teacher; and it needs no weight the paper does not give.
+    Why: it keeps lam the label/distillation balance of both cosub and KD (lam = 0.5 in Table 4 for both), so
+    lam = 1 is the plain baseline again; with k = 2 each submodel learns half of its distillation from the other
+    submodel and half from the teacher; and it needs no weight the paper does not give.
+
+    mix='label': DeiT's distillation inside eq. 2's label term, the label mixed with the teacher's target as KD
+    alone does it (weight kd_lam on the label), the co-training term unchanged:
+
+        L = lam * mean_i [ kd_lam L(z_i, y) + (1 - kd_lam) L(z_i, sg(t)) ] + (1 - lam) * mean_{i != j} L(z_i, sg(z_j))
     """
     k = int(num_submodels)
     if k < 2:
@@ -115,7 +118,12 @@ def kd_cosub_loss(logits: Tensor, target: Tensor, teacher_logits: Tensor, *, num
     if teacher_logits.shape[0] * k != logits.shape[0] or teacher_logits.shape[-1] != logits.shape[-1]:
         raise ValueError(f'teacher logits {tuple(teacher_logits.shape)} do not match {k} submodels x logits '
                          f'{tuple(logits.shape)}')
-    _check_lam(lam)
+    if mix == 'label':
+        z = logits.reshape(k, teacher_logits.shape[0], -1)
+        label = sum(kd_loss(z[i], target, teacher_logits, kd_target=kd_target, lam=kd_lam, loss=loss,
+                            temperature=temperature) for i in range(k)) / k
+        peers = cosub_loss(logits, target, num_submodels=k, lam=0.0, loss=loss, soft=soft)  # eq. 2's second term
+        return lam * label + (1.0 - lam) * peers
     teacher = teacher_logits.detach().float()
     z = logits.float().reshape(k, teacher.shape[0], -1)
     target = target.float()
@@ -135,7 +143,6 @@ def cosub_loss(logits: Tensor, target: Tensor, *, num_submodels: int = 2, lam: f
     """
     if loss not in LOSSES:
         raise ValueError(f'loss={loss!r}: expected one of {LOSSES}')
-    _check_lam(lam)
     k = int(num_submodels)
     if k < 1 or (k == 1 and lam != 1.0):
         raise ValueError(f'num_submodels={num_submodels} with lam={lam}: co-training needs at least 2 submodels '

@@ -6,10 +6,14 @@
 `dry_run(cfg) -> str` reports the learning rate after supplement eq. A.1 / A.2, the per-device batch and the
 gradient accumulation on `dry_run.gpus` GPUs, the effective ESD rate at that per-device batch (supplement eq.
 C.1), epochs, steps per epoch (from `data.num_train_images`, the dataset's published size) and total steps, and
-an estimate of the GPU-hours from a measured training step (benchmarks/results/pretrain_step_cuda.json, written
-by benchmarks/pretrain_step.py on a GPU), scaled by the forward FLOPs of this model at this resolution against
-the measured one. The model is built on the meta device (no memory, no weights) only to count its parameters
-(and, when a measured step is there to scale, its FLOPs). Nothing is read from the data path and nothing is written.
+the method's cost relative to the baseline, computed from the models it builds (pretrain/methods.py Method.cost:
+the student, the teacher, the EMA copy, the second model; cosub's copies at ESD's effective keep rate) beside
+Figure 2's figures where the paper has them, and an estimate of the GPU-hours from a measured training step
+(benchmarks/results/pretrain_step_cuda.json, written by benchmarks/pretrain_step.py on a GPU), scaled by the
+forward FLOPs of this model at this resolution against the measured one and by the method's computed compute
+over that step. The models are built on the meta device (no memory, no weights) only to count their parameters
+and FLOPs. Nothing is read from the data path and nothing is written; a local teacher file is opened (memory
+mapped) only where --teacher-model does not name its architecture.
 """
 from __future__ import annotations
 
@@ -39,11 +43,6 @@ def _meta_model(name: str, args: dict, img_size: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _parameters_cached(name: str, args_json: str, img_size: int) -> int:
-    return sum(p.numel() for p in _meta_model(name, json.loads(args_json), img_size).parameters())
-
-
-@functools.lru_cache(maxsize=None)
 def _forward_flops_cached(name: str, args_json: str, img_size: int) -> Tuple[int, int]:
     from torch.utils.flop_counter import FlopCounterMode
     model = _meta_model(name, json.loads(args_json), img_size)
@@ -52,11 +51,6 @@ def _forward_flops_cached(name: str, args_json: str, img_size: int) -> Tuple[int
     with counter, torch.device('meta'):
         model(torch.empty(1, 3, img_size, img_size))
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops()
-
-
-def _parameters(name: str, model_args: dict, img_size: int) -> int:
-    args = {k: v for k, v in model_args.items() if k not in ('name', 'num_classes')}
-    return _parameters_cached(name, json.dumps(args, sort_keys=True, default=str), img_size)
 
 
 def _step_rows(data) -> List[dict]:
@@ -96,17 +90,71 @@ def measured_step(path: Optional[Path] = None) -> Optional[List[dict]]:
     return out or None
 
 
-def _step_kind(cfg) -> tuple:
-    """The measured step kind a method's step is estimated from, and Figure 2's compute ratio over it (the
-    teacher's or the EMA's forward pass, a third of a training step; co-training's second model)."""
-    cosub = 'cosub_esd' if cfg.model.get('drop_path_mode') == 'esd' else 'cosub_mask'
-    return {'baseline': ('baseline', 1.0), 'cosub': (cosub, 1.0), 'kd': ('baseline', 4 / 3),
-            'mean_teacher': ('baseline', 4 / 3), 'cotrain': ('baseline', 2.0),
-            'kd_cosub': (cosub, 1.0 + 1 / 6)}[cfg.method]   # cosub's step is ~2 plain steps: + 1/3 of one
-
-
 def _fmt_int(n) -> str:
     return f'{n:,}' if isinstance(n, int) else str(n)
+
+
+def _model_size(name: str, model_args: dict, img_size: int):
+    from pretrain.methods import ModelSize
+    return ModelSize(*_forward_flops(name, model_args, img_size))
+
+
+def _teacher(cfg, student) -> tuple:
+    """(how the teacher is known, its ModelSize): the architecture kd.teacher_model names, else the one a local
+    teacher file names or holds (as load_teacher reads it), else the student's (Figure 2's assumption)."""
+    import backbones
+    source, name, img_size = cfg.kd.teacher, cfg.kd.teacher_model, int(cfg.input_size)
+    args, how = {}, 'kd.teacher_model'
+    if not name:
+        local = source and not str(source).startswith(backbones.hub.HF_HUB)  # a dry run downloads nothing
+        if not (local and Path(backbones.hub.resolve_source(source)).is_file()):
+            return "unknown (the student's size assumed; --teacher-model NAME counts it)", student
+        try:
+            ckpt = backbones.load_file(source, allow_pickle=cfg.allow_pickle, mmap=True)
+            state = backbones.checkpoint.extract_state_dict(ckpt, str(source))
+            name, args = backbones.checkpoint.architecture_of(ckpt, state, f'--teacher {source}')
+        except backbones.CheckpointError as e:
+            return f"unknown ({e}; the student's size assumed)", student
+        how = 'the --teacher file'
+        args = {k: v for k, v in args.items() if k not in ('num_classes', 'img_size') and 'drop_path' not in k}
+    size = _model_size(name, args, img_size)
+    return f'{name} ({how}) {size.params / 1e6:.1f}M, {size.flops / 1e9:.1f} GFLOPs', size
+
+
+def method_cost(cfg, method, micro: int) -> Optional[tuple]:
+    """(cost, the baseline's cost, the student's ModelSize, the teacher's description, ESD keep rate) of the run's
+    method from the models it builds on the meta device; None where the model is named by no config key."""
+    from backbones.esd import effective_drop_rate
+    from pretrain.methods import METHODS
+    name = cfg.model.get('name')
+    if not name:
+        return None
+    tau = float(cfg.model.get('drop_path_rate') or 0.0)
+    keep = 1.0  # the share of blocks a training forward runs: all of them with masking (DeiT III, Figure 2)
+    if method.measured_step == 'cosub' and cfg.model.get('drop_path_mode') == 'esd' and tau > 0:
+        keep = 1.0 - effective_drop_rate(micro * method.copies, tau)  # ESD's saving, as its cosub step measured it
+    student = _model_size(name, dict(cfg.model), int(cfg.input_size))
+    teacher_text, teacher = _teacher(cfg, student) if method.needs_teacher else ('', None)
+    cost = method.cost(student, teacher, keep)
+    base = METHODS['baseline'](cfg).cost(student, None, 1.0)  # Figure 2's reference: DeiT III, every block
+    return cost, base, student, teacher_text, keep
+
+
+def _cost_lines(method, costs) -> List[str]:
+    paper = method.figure_2
+    paper_line = ('paper cost        x{:g} weights, x{:g} optimizer state, x{:g} compute (Figure 2)'.format(*paper)
+                  if paper else f'paper cost        none: Figure 2 has no {method.row} row')
+    if costs is None:
+        return ['method cost       from the --finetune checkpoint\'s model (give --model to compute it)', paper_line]
+    cost, base, student, teacher, keep = costs
+    models = f'student {student.params / 1e6:.1f}M parameters, {student.flops / 1e9:.1f} GFLOPs per image'
+    if teacher:
+        models += f'; teacher {teacher}'
+    if keep < 1.0:
+        models += f'; ESD runs {keep:.3f} of the blocks of each copy'
+    return [f'method cost       x{cost.weights / base.weights:.3g} weights, x{cost.optimizer / base.optimizer:.3g} '
+            f'optimizer state, x{cost.compute / base.compute:.3g} compute of the baseline, computed ({models})',
+            paper_line]
 
 
 def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
@@ -119,7 +167,7 @@ def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
     gpus = int(cfg.dry_run.gpus)
     global_batch = int(cfg.batch_size)
     micro, accum = split_global_batch(global_batch, gpus, cfg.get('micro_batch_size'))
-    from pretrain.methods import PAPER_COST, build_method
+    from pretrain.methods import build_method
     method = build_method(cfg)
     k = method.copies
     o = cfg.optimizer
@@ -136,13 +184,11 @@ def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
     tau = float(cfg.model.get('drop_path_rate') or 0.0)
     mode = cfg.model.get('drop_path_mode')
     device_batch = micro * k
-    if name:  # built on the meta device: no memory, no weights
-        size = f'model             {name} at {cfg.input_size}x{cfg.input_size}'
-        if measured_step() is not None:  # forward FLOPs, needed only to scale a measured step (and one meta build)
-            params, flops = _forward_flops(name, dict(cfg.model), int(cfg.input_size))
-            model_line = f'{size}: {params / 1e6:.1f}M parameters, {flops / 2e9:.1f} GMACs per image'
-        else:
-            model_line = f'{size}: {_parameters(name, dict(cfg.model), int(cfg.input_size)) / 1e6:.1f}M parameters'
+    costs = method_cost(cfg, method, micro)
+    if costs:  # built on the meta device: no memory, no weights
+        student = costs[2]
+        model_line = (f'model             {name} at {cfg.input_size}x{cfg.input_size}: {student.params / 1e6:.1f}M '
+                      f'parameters, {student.flops / 2e9:.1f} GMACs per image')
     else:
         model_line = 'model             from the --finetune checkpoint (give --model to see its size and cost)'
     lines = [
@@ -150,8 +196,7 @@ def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
         model_line,
         f'method            {method.describe()}; loss {cfg.loss.type}, label smoothing '
         f'{cfg.loss.label_smoothing:g}',
-        'method cost       x{} weights, x{} optimizer state, x{} compute of the baseline (Figure 2)'.format(
-            *PAPER_COST[cfg.method]),
+        *_cost_lines(method, costs),
         f'optimizer         {o.type}, weight decay {o.weight_decay:g}, layer decay {o.get("layer_decay")}',
         f'learning rate     {lr:.4g} = {lr_rule}',
         f'GPUs              {gpus} ({gpus_from})',
@@ -174,24 +219,29 @@ def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
         steps = total = None
         lines.append(f'schedule          {epochs} epochs; steps per epoch: the dataset size is not in the config '
                      '(data.num_train_images)')
-    lines.append(_cost_line(cfg, name, k, total, global_batch))
+    lines.append(_cost_line(cfg, method, costs, total, global_batch))
     return '\n'.join(lines)
 
 
-def _cost_line(cfg, name: Optional[str], k: int, total_steps: Optional[int], global_batch: int) -> str:
+def _cost_line(cfg, method, costs, total_steps: Optional[int], global_batch: int) -> str:
     rows = measured_step()
     where = MEASURED_STEP_FILE
     if where.is_relative_to(REPO_ROOT):
         where = where.relative_to(REPO_ROOT)
     if rows is None:
         return f'GPU-hours         no measured step time ({where} not found; run python -m benchmarks.pretrain_step on a GPU)'
-    if not name or total_steps is None:
+    if not costs or total_steps is None:
         return 'GPU-hours         unknown (needs the model name and data.num_train_images)'
-    kind, compute = _step_kind(cfg)
+    name = cfg.model.name
+    kind = method.measured_step
+    if kind == 'cosub':
+        kind = 'cosub_esd' if cfg.model.get('drop_path_mode') == 'esd' else 'cosub_mask'
+    cost, _, student, _, keep = costs
+    compute = cost.compute / method.student_step(student, keep)  # the teacher's, the EMA's, a second model's share
     usable = [r for r in rows if kind in r['speeds']]
     if not usable:
         return f'GPU-hours         no measured {kind!r} step in {where}'
-    flops = _forward_flops(name, dict(cfg.model), int(cfg.input_size))[1]
+    flops = student.flops
     same = [r for r in usable if r['model'] == name and r['img_size'] == int(cfg.input_size)]
     if same:
         ref, ratio = same[0], 1.0
@@ -206,6 +256,6 @@ def _cost_line(cfg, name: Optional[str], k: int, total_steps: Optional[int], glo
     hours = images / img_per_s / 3600.0
     scaled = '' if ratio == 1.0 else f', scaled by forward FLOPs x{ratio:.3g}'
     if compute != 1.0:
-        scaled += f', x{compute:.3g} for {cfg.method} (Figure 2, not measured)'
+        scaled += f', x{compute:.3g} for {cfg.method} (computed from its models, not measured)'
     return (f'GPU-hours         {hours:,.0f} ({_fmt_int(images)} images at {img_per_s:,.0f} img/s per GPU, '
             f'{kind} step of {ref["model"]}@{ref["img_size"]} measured in {where}{scaled})')

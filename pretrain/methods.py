@@ -7,35 +7,37 @@
     cosub         (e) two submodels of one model drawn by stochastic depth, each the other's teacher (default)
     kd_cosub      (b)+(e) cosub with the pre-trained teacher as one more teacher of each submodel
 
-A method tells the loop (engine/loop.py) how many copies of each image the model sees, what the loss is, and what
-it adds to a run: an outside model (the teacher, the EMA) with its forward pass and update, a second model, their
-state in checkpoints and what is evaluated. The loop has no branch per method. The losses are in cosub.py.
+A method is one class: it tells the loop (engine/loop.py) how many copies of each image the model sees, what the
+loss is, and what it adds to a run (an outside model, the teacher or the EMA, with its forward pass and update; a
+second model; their state in checkpoints and what is evaluated), and it declares what the rest of the code reads
+from it: its Figure 2 cost, its cost computed from the models it builds (--dry-run), the extra weights it saves
+(checkpoints, `cosub-export-backbone --weights`) and whether it needs a teacher. The loop, --dry-run, the
+checkpoints and the exporter have no branch per method. Adding one is a class registered with @register plus
+its config group in configs/_base_/deit3_in1k.py (the values' ranges in pretrain/config.py VALUE_RULES). The losses
+are in cosub.py.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 import backbones
 
-from .cosub import KD_TARGETS, cosub_loss, kd_cosub_loss, kd_loss
+from .cosub import cosub_loss, kd_cosub_loss, kd_loss
 from .engine.errors import SettingsError
 
 logger = logging.getLogger('cosub')
 
 METHODS: Dict[str, type] = {}
 
-# Figure 2's cost of each method, relative to the supervised baseline: weights stored, optimizer state, training
-# compute (a forward pass counted as 1/3 of a training step; cosub without ESD). KD + cosub is not in Figure 2:
-# its numbers are those of (b) and (e) added up.
-PAPER_COST = {
-    'baseline': (1, 1, 1.0), 'kd': (2, 1, 1.33), 'mean_teacher': (2, 1, 1.33), 'cotrain': (2, 2, 2.0),
-    'cosub': (1, 1, 2.0), 'kd_cosub': (2, 1, 2.33),
-}
+# Figure 2's convention for compute: "backward pass assumed 2x the complexity of forward", so a training step is
+# three forward passes and a teacher's forward pass a third of one (KD's x1.33).
+TRAIN_PASSES = 3
 
 
 class MethodError(SettingsError):
@@ -53,43 +55,50 @@ def build_method(cfg) -> 'Method':
 
 
 def check_method_config(cfg) -> None:
-    """Refuse, in one line, a method whose settings cannot train what they say (before anything is built)."""
-    name = cfg.method
-    if name not in METHODS:
-        raise MethodError(f'method={name!r}: expected one of {", ".join(METHODS)}')
-    lams = {'cosub': 'cosub.lam', 'kd_cosub': 'cosub.lam', 'kd': 'kd.lam', 'mean_teacher': 'mean_teacher.lam',
-            'cotrain': 'cotrain.lam'}
-    if name in lams:
-        group, key = lams[name].split('.')
-        lam = cfg[group][key]
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-            raise MethodError(f'{lams[name]}={lam!r}: expected a weight in [0, 1] (1: the label alone)')
-    if name in ('cosub', 'kd_cosub'):
-        k = cfg.cosub.num_submodels
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-            raise MethodError(f'cosub.num_submodels={k!r}: co-training needs at least 2 submodels '
-                              '(--method baseline trains without them)')
-    if name in ('kd', 'kd_cosub'):
-        if not cfg.kd.teacher and not cfg.get('eval_only'):  # --eval needs no teacher
-            raise MethodError(f'--method {name} needs a teacher: pass --teacher CHECKPOINT (a file, '
-                              'hf-hub:<owner>/<repo> or local-dir:<folder>), with --teacher-model NAME where the file '
-                              'names no architecture')
-        if cfg.kd.target not in KD_TARGETS:
-            raise MethodError(f'kd.target={cfg.kd.target!r}: expected one of {", ".join(KD_TARGETS)}')
-        t = cfg.kd.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-            raise MethodError(f'kd.temperature={t!r}: expected a positive number')
-    if name == 'mean_teacher':
-        decay = cfg.mean_teacher.decay
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-            raise MethodError(f'mean_teacher.decay={decay!r}: expected a number in [0, 1), e.g. 0.9999')
+    """Refuse, in one line, a method that is not one, or one without a setting it needs that a value range cannot
+    state (a teacher). The ranges of the method groups' values are in the config schema (pretrain/config.py)."""
+    cls = METHODS.get(cfg.method)
+    if cls is None:
+        raise MethodError(f'method={cfg.method!r}: expected one of {", ".join(METHODS)}')
+    if cls.needs_teacher and not cfg.kd.teacher and not cfg.get('eval_only'):  # --eval needs no teacher
+        raise MethodError(f'--method {cls.name} needs a teacher: pass --teacher CHECKPOINT (a file, '
+                          'hf-hub:<owner>/<repo> or local-dir:<folder>), with --teacher-model NAME where the file '
+                          'names no architecture')
+
+
+def saved_weights() -> Dict[str, Tuple[Optional[str], str, str]]:
+    """Every model a training checkpoint may hold: name -> (the method writing it, its model-card title, the suffix
+    of its metrics in log.jsonl). 'model' is the run's model (and the only weights of any other file)."""
+    out = {'model': (None, '', '')}
+    for cls in METHODS.values():
+        out.update({name: (cls.name, title, suffix) for name, (title, suffix) in cls.saves.items()})
+    return out
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    params: int
+    flops: float     # forward FLOPs for one image, the full model (eval mode)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a method holds and computes per image; --dry-run divides it by the baseline's."""
+    weights: float     # parameters held (the model, a teacher, an EMA, a second model)
+    optimizer: float   # parameters with optimizer state
+    compute: float     # FLOPs per image of one training step
 
 
 class Method:
     """The supervised baseline; the other methods change what they need of it."""
     name = 'baseline'
     row = '(a) supervised baseline'
-    copies = 1  # rows per image in the model's forward pass
+    copies = 1                  # rows per image in the model's forward pass
+    # Figure 2's (weights, optimizer state, compute) relative to the baseline; None where the paper gives none
+    figure_2: Optional[Tuple[float, float, float]] = (1, 1, 1)
+    measured_step = 'baseline'  # the step of benchmarks/pretrain_step.py --dry-run scales: 'baseline' or 'cosub'
+    saves: Dict[str, Tuple[str, str]] = {}  # weights beside 'model': name -> (model-card title, metric suffix)
+    needs_teacher = False       # kd.teacher must be given
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -101,6 +110,15 @@ class Method:
 
     def describe(self) -> str:
         return f'{self.name}: {self.row}'
+
+    # -- cost (--dry-run), per image, from the models' sizes; `keep`: the share of blocks a training forward
+    # runs (ESD's effective keep rate at the step's per-device batch; 1 with masking or without stochastic depth)
+    def student_step(self, student: ModelSize, keep: float) -> float:
+        """FLOPs of the student's own training step: what `measured_step` measured."""
+        return TRAIN_PASSES * student.flops * keep * self.copies
+
+    def cost(self, student: ModelSize, teacher: Optional[ModelSize], keep: float) -> Cost:
+        return Cost(student.params, student.params, self.student_step(student, keep))
 
     def build_model(self, make: Callable[[], nn.Module]) -> nn.Module:
         """The trained module, from `make()` (builders.build_model with the run's config)."""
@@ -149,6 +167,8 @@ register(Method)
 class Cosub(Method):
     name = 'cosub'
     row = '(e) cosub'
+    figure_2 = (1, 1, 2)        # two forward + backward passes (Figure 2, without ESD)
+    measured_step = 'cosub'
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -225,6 +245,8 @@ class _OutsideTeacher:
 class KnowledgeDistillation(_OutsideTeacher, Method):
     name = 'kd'
     row = '(b) KD'
+    figure_2 = (2, 1, 1.33)     # a teacher of the student's size: its weights and its forward pass
+    needs_teacher = True
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -247,6 +269,10 @@ class KnowledgeDistillation(_OutsideTeacher, Method):
         return kd_loss(logits, targets, teacher, lam=self.lam, loss=self.loss_type, kd_target=self.kd.target,
                        temperature=self.kd.temperature)
 
+    def cost(self, student, teacher, keep):  # the frozen teacher: its weights, and one forward pass per image
+        return Cost(student.params + teacher.params, student.params,
+                    self.student_step(student, keep) + teacher.flops)
+
     def state_dict(self):
         return dict(teacher=self.identity)
 
@@ -264,6 +290,8 @@ class KnowledgeDistillation(_OutsideTeacher, Method):
 class KDCosub(KnowledgeDistillation):
     name = 'kd_cosub'
     row = '(b)+(e) KD + cosub'
+    figure_2 = None             # not in Figure 2
+    measured_step = 'cosub'
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -274,13 +302,16 @@ class KDCosub(KnowledgeDistillation):
         return float(self.cfg.cosub.lam)
 
     def describe(self) -> str:
-        return (f'{self.name}: {self.row}, {self.copies} submodels and the teacher {self.kd.teacher}, lambda '
-                f'{self.lam:g} (cosub.lam), teacher targets {self.kd.target}')
+        mix = ('one more peer of each submodel' if self.kd.mix == 'peer' else
+               f"mixed into eq. 2's label term (kd.lam {float(self.kd.lam):g})")
+        return (f'{self.name}: {self.row}, {self.copies} submodels and the teacher {self.kd.teacher} '
+                f'({self.kd.teacher_model or "named by the file"}) as {mix}, lambda {self.lam:g} (cosub.lam), '
+                f'teacher targets {self.kd.target}')
 
     def loss(self, logits, targets, teacher):
         return kd_cosub_loss(logits, targets, teacher, num_submodels=self.copies, lam=self.lam, loss=self.loss_type,
                              soft=bool(self.cfg.cosub.soft), kd_target=self.kd.target,
-                             temperature=self.kd.temperature)
+                             temperature=self.kd.temperature, mix=self.kd.mix, kd_lam=float(self.kd.lam))
 
 
 # -- (c) mean teacher -------------------------------------------------------------------------------------------
@@ -288,32 +319,44 @@ class KDCosub(KnowledgeDistillation):
 class MeanTeacher(_OutsideTeacher, Method):
     name = 'mean_teacher'
     row = '(c) mean teacher'
+    figure_2 = (2, 1, 1.33)     # the EMA copy and its forward pass
+    saves = {'model_ema': ("the mean teacher's EMA of the weights", '_ema')}
 
     @property
     def lam(self) -> float:
         return float(self.cfg.mean_teacher.lam)
 
     def describe(self) -> str:
-        return f'{self.name}: {self.row}, lambda {self.lam:g}, EMA decay {self.cfg.mean_teacher.decay:g}'
+        mt = self.cfg.mean_teacher
+        warmup = (f' after a warm-up 1 - (1 + step / {mt.warmup_gamma:g})^-{mt.warmup_power:g}' if mt.warmup
+                  else ' from the first step')
+        return f'{self.name}: {self.row}, lambda {self.lam:g}, EMA decay {mt.decay:g}{warmup}; rows report the student'
+
+    def cost(self, student, teacher, keep):  # the EMA copy: its weights, and one forward pass per image
+        return Cost(2 * student.params, student.params, self.student_step(student, keep) + student.flops)
 
     def setup(self, trainer):
         if trainer.fsdp:
             raise MethodError('method=mean_teacher keeps a full EMA copy of the weights on every rank; it does not '
                               'run with train.fsdp=True: use DDP (train.fsdp=False)')
         from timm.utils import ModelEmaV3
-        # timm's EMA: a deep copy of the model (eval mode, no gradients), updated with foreach lerp after each step
-        self.ema = ModelEmaV3(trainer.model, decay=float(self.cfg.mean_teacher.decay))
+        # timm's EMA: a deep copy of the model (eval mode, no gradients), updated with foreach lerp after each step;
+        # with the warm-up its decay at step s is min(decay, 1 - (1 + s / gamma)^-power) (a function of the step
+        # alone: a resumed run continues it exactly)
+        mt = self.cfg.mean_teacher
+        self.ema = ModelEmaV3(trainer.model, decay=float(mt.decay), use_warmup=bool(mt.warmup),
+                              warmup_gamma=float(mt.warmup_gamma), warmup_power=float(mt.warmup_power))
         self.ema.requires_grad_(False)
         self.teacher = self.ema.module
 
-    def loss(self, logits, targets, teacher):
-        return kd_loss(logits, targets, teacher, lam=self.lam, loss=self.loss_type)
+    def loss(self, logits, targets, teacher):  # the EMA's probabilities, as cosub's submodels give theirs
+        return kd_loss(logits, targets, teacher, kd_target='soft', lam=self.lam, loss=self.loss_type)
 
-    def after_step(self, model, step):
-        self.ema.update(model)
+    def after_step(self, model, step):  # without the warm-up, no step: timm then keeps the decay from the start
+        self.ema.update(model, step=step if self.cfg.mean_teacher.warmup else None)
 
     def eval_models(self, model):
-        return {'': model, '_ema': self.ema.module}
+        return {'': model, self.saves['model_ema'][1]: self.ema.module}
 
     def state_dict(self):
         return dict(model_ema=self.ema.module.state_dict())
@@ -357,6 +400,8 @@ class CoTraining(Method):
     row = '(d) co-training'
     # both models see each image once; their predictions are the two rows of cosub's loss
     copies = 1
+    figure_2 = (2, 2, 2)        # two models, two optimizer states, two training steps
+    saves = {'peer_model': ("co-training's second model", '_peer')}
 
     @property
     def lam(self) -> float:
@@ -364,6 +409,9 @@ class CoTraining(Method):
 
     def describe(self) -> str:
         return f'{self.name}: {self.row}, 2 models, lambda {self.lam:g}'
+
+    def cost(self, student, teacher, keep):  # the second model: its weights, optimizer state and training step
+        return Cost(2 * student.params, 2 * student.params, 2 * self.student_step(student, keep))
 
     def build_model(self, make):
         first = make()
@@ -377,7 +425,7 @@ class CoTraining(Method):
         return [list(m.parameters()) for m in model.models]
 
     def eval_models(self, model):
-        return {'': model.models[0], '_peer': model.models[1]}
+        return {'': model.models[0], self.saves['peer_model'][1]: model.models[1]}
 
     def split_model_state(self, state):
         parts = [{}, {}]

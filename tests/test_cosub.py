@@ -71,7 +71,6 @@ def test_baseline_is_plain_label_loss(batch):
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(num_submodels=1, lam=0.5), 'at least 2 submodels'),
-    (dict(lam=1.5), 'lam=1.5'),
     (dict(loss='mse'), "loss='mse'"),
     (dict(num_submodels=3), 'do not match 3 submodels'),
 ])

@@ -1,6 +1,7 @@
 """The training strategies of cosub Table 4 (pretrain/methods.py): each loss against its formula written out by
 hand, the frozen teacher, exact resume of the mean teacher and of co-training, every method training on a
-generated ImageNet folder, and the refusals."""
+generated ImageNet folder, the refusals, the mean teacher's EMA warm-up, the dry run's computed cost, and a method
+added at run time (one class and one config group) training through the loop."""
 import json
 import math
 
@@ -12,7 +13,8 @@ import backbones
 from pretrain import engine
 from pretrain.cosub import cosub_loss, kd_cosub_loss, kd_loss
 from pretrain.config import parse
-from pretrain.methods import METHODS, PAPER_COST
+from pretrain import methods
+from pretrain.methods import METHODS, Method, register, saved_weights
 from pretrain.train import train as main
 
 from test_cosub import bce, ce
@@ -31,14 +33,15 @@ def logits():
 def test_kd_soft_bce(logits):
     z, _, t, y = logits
     expected = 0.3 * bce(z, (y > 0).double()) + 0.7 * bce(z, torch.sigmoid(t))
-    assert math.isclose(kd_loss(z, y, t, lam=0.3, loss='bce').item(), expected.item(), rel_tol=1e-6)
+    assert math.isclose(kd_loss(z, y, t, kd_target='soft', lam=0.3, loss='bce').item(), expected.item(),
+                        rel_tol=1e-6)
 
 
 def test_kd_soft_ce_with_temperature(logits):
     z, _, t, y = logits
     T = 2.0
     expected = 0.5 * ce(z, y) + 0.5 * T * T * ce(z / T, torch.softmax(t / T, -1))
-    got = kd_loss(z, y, t, loss='ce', temperature=T)
+    got = kd_loss(z, y, t, kd_target='soft', loss='ce', temperature=T)
     assert math.isclose(got.item(), expected.item(), rel_tol=1e-6)
 
 
@@ -53,7 +56,7 @@ def test_kd_hard_is_deit_hard_distillation(logits):
 
 def test_kd_gives_the_teacher_no_gradient(logits):
     z, _, t, y = (x.clone().requires_grad_() for x in logits)
-    kd_loss(z, y, t, loss='ce').backward()
+    kd_loss(z, y, t, kd_target='soft', loss='ce').backward()
     assert t.grad is None and z.grad is not None
 
 
@@ -65,11 +68,23 @@ def test_kd_cosub_formula(logits):
     expected = lam * (bce(z1, yb) + bce(z2, yb)) / 2 + (1 - lam) * (
         (bce(z1, torch.sigmoid(z2)) + bce(z1, torch.sigmoid(t))) / 2
         + (bce(z2, torch.sigmoid(z1)) + bce(z2, torch.sigmoid(t))) / 2) / 2
-    got = kd_cosub_loss(torch.cat([z1, z2]), y, t, lam=lam, loss='bce')
+    got = kd_cosub_loss(torch.cat([z1, z2]), y, t, kd_target='soft', lam=lam, loss='bce')
     assert math.isclose(got.item(), expected.item(), rel_tol=1e-6)
     # lam = 1: the plain baseline on both submodels
-    assert math.isclose(kd_cosub_loss(torch.cat([z1, z2]), y, t, lam=1.0, loss='ce').item(),
+    assert math.isclose(kd_cosub_loss(torch.cat([z1, z2]), y, t, kd_target='soft', lam=1.0, loss='ce').item(),
                         ((ce(z1, y) + ce(z2, y)) / 2).item(), rel_tol=1e-6)
+
+
+def test_kd_cosub_label_mix_is_deit_distillation_in_the_label_term(logits):
+    """kd.mix='label': eq. 2 with its label term replaced by DeiT's hard distillation (kd.lam on the label, the
+    rest on the teacher's argmax), the co-training term unchanged."""
+    z1, z2, t, y = logits
+    lam, kd_lam = 0.4, 0.7
+    teacher = F.one_hot(t.argmax(-1), 5).double()
+    label = sum(kd_lam * ce(z, y) + (1 - kd_lam) * ce(z, teacher) for z in (z1, z2)) / 2
+    peers = (ce(z1, torch.softmax(z2, -1)) + ce(z2, torch.softmax(z1, -1))) / 2
+    got = kd_cosub_loss(torch.cat([z1, z2]), y, t, kd_target='hard', mix='label', lam=lam, kd_lam=kd_lam, loss='ce')
+    assert math.isclose(got.item(), (lam * label + (1 - lam) * peers).item(), rel_tol=1e-6)
 
 
 def test_co_training_loss_is_cosub_over_two_models(imagenet_dir, tmp_path):
@@ -122,10 +137,10 @@ def test_every_method_trains_on_an_imagenet_folder(imagenet_dir, tmp_path, teach
     assert math.isfinite(record['train_loss']) and 0 <= record['val_top1'] <= 100
     ckpt = backbones.load_file(tmp_path / 'checkpoint.pth')
     assert ckpt['config']['method'] == method
-    assert ('model_ema' in ckpt) == (method == 'mean_teacher') and ('peer_model' in ckpt) == (method == 'cotrain')
-    assert ('val_top1_ema' in record) == (method == 'mean_teacher')
-    assert ('val_top1_peer' in record) == (method == 'cotrain')
-    assert method in PAPER_COST
+    # the weights it declares, and only those, are saved and evaluated
+    assert {name for name in saved_weights() if name in ckpt} == {'model', *METHODS[method].saves}
+    assert {k for k in record if k.startswith('val_top1')} == {
+        'val_top1', *(f'val_top1{suffix}' for _, suffix in METHODS[method].saves.values())}
 
 
 def _crash_resume(imagenet_dir, tmp_path, monkeypatch, *extra, options=()):
@@ -199,7 +214,8 @@ def test_refusals(imagenet_dir, tmp_path, teacher, capsys):
     refused(capsys, ['--cfg', 'demo', '--method', 'kd', '--dry-run'], '--method kd needs a teacher')
     refused(capsys, ['--cfg', 'demo', '--method', 'distill', '--dry-run'], "method='distill'", 'cotrain')
     refused(capsys, ['--cfg', 'demo', '--no-cosub', '--method', 'cotrain', '--dry-run'], '--no-cosub')
-    refused(capsys, ['--cfg', 'demo', '--dry-run', '--cfg-options', 'cosub.num_submodels=0'], 'at least 2 submodels')
+    # the method groups' ranges are the config schema's (pretrain/config.py VALUE_RULES)
+    refused(capsys, ['--cfg', 'demo', '--dry-run', '--cfg-options', 'cosub.num_submodels=0'], 'cosub.num_submodels=0')
     refused(capsys, ['--cfg', 'demo', '--dry-run', '--method', 'mean_teacher', '--cfg-options',
                      'mean_teacher.decay=1.0'], 'mean_teacher.decay=1.0')
     # a teacher of other classes: trained on 4, the student here sees 3
@@ -225,12 +241,36 @@ def test_refusals(imagenet_dir, tmp_path, teacher, capsys):
             'was trained with method kd', '--method kd')
 
 
-def test_dry_run_prints_the_method_and_its_cost(capsys):
+def _cost_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith('method cost'))
+
+
+def test_dry_run_computes_the_cost_from_the_models(capsys):
+    """Figure 2's assumptions (a teacher of the student's size, every block computed: masking) give Figure 2's
+    figures back; a smaller teacher, or ESD, give what the run's models cost; Figure 2's stand beside, labelled."""
     from pretrain.dry_run import dry_run
+    mask = ['--cfg-options', "model.drop_path_mode='mask'"]
+    for method, computed in (('baseline', 'x1 weights, x1 optimizer state, x1 compute'),
+                             ('kd', 'x2 weights, x1 optimizer state, x1.33 compute'),
+                             ('mean_teacher', 'x2 weights, x1 optimizer state, x1.33 compute'),
+                             ('cotrain', 'x2 weights, x2 optimizer state, x2 compute'),
+                             ('cosub', 'x1 weights, x1 optimizer state, x2 compute')):
+        text = dry_run(parse(['--cfg', 'vit_l', '--method', method, '--teacher', 't.pth', '--teacher-model', 'vit_l',
+                              *mask]))
+        assert _cost_line(text).startswith(f'method cost       {computed} of the baseline, computed'), text
+        assert f'paper cost        {computed} (Figure 2)' in text
     text = dry_run(parse(['--cfg', 'vit_l', '--method', 'cotrain']))
-    assert '(d) co-training' in text and 'x2 weights, x2 optimizer state, x2.0 compute' in text
-    text = dry_run(parse(['--cfg', 'vit_l', '--method', 'kd_cosub', '--teacher', 'runs/vit_h/checkpoint.pth']))
-    assert 'KD + cosub' in text and 'runs/vit_h/checkpoint.pth' in text
+    assert '(d) co-training' in text
+    # KD + cosub: not in Figure 2; a ViT-S teacher of a ViT-L student adds little; ESD's keep rate is applied
+    text = dry_run(parse(['--cfg', 'vit_l', '--method', 'kd_cosub', '--teacher', 'runs/vit_s/checkpoint.pth',
+                          '--teacher-model', 'vit_s']))
+    assert 'paper cost        none: Figure 2 has no (b)+(e) KD + cosub row' in text
+    assert 'teacher vit_s (kd.teacher_model) 22.' in text and 'ESD runs 0.547 of the blocks' in text
+    cost = _cost_line(text)
+    assert 'x1.07 weights, x1 optimizer state, x1.1' in cost, cost  # 2 x 0.547 + 4.6 / (3 x 61.6) GFLOPs
+    # a teacher of unknown architecture (the file is not here): the student's size, said so
+    text = dry_run(parse(['--cfg', 'vit_l', '--method', 'kd', '--teacher', 'runs/vit_h/checkpoint.pth']))
+    assert "teacher unknown (the student's size assumed" in text and 'runs/vit_h/checkpoint.pth' in text
 
 
 @pytest.mark.e2e
@@ -293,9 +333,76 @@ def test_cost_benchmark_measures_figure_2_storage(tmp_path):
                          '--out', str(tmp_path / 'methods')])
     rows = {r['method']: r for r in result['results']}
     for name, row in rows.items():
-        weights, optimizer, _ = row['paper'].values()
+        weights, optimizer, _ = row['figure_2'].values()
         assert row['weights_vs_baseline'] == pytest.approx(weights, rel=1e-3), name
         assert row['optimizer_vs_baseline'] == pytest.approx(optimizer, rel=1e-3), name
         assert row['step_ms'] > 0
     assert rows['cotrain']['trained_params'] == 2 * rows['baseline']['trained_params']
     assert (tmp_path / 'methods.md').read_text().count('\n| ') == 1 + len(rows)
+
+
+def _mean_teacher(model, **options):
+    from types import SimpleNamespace
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(backbones.checkpoint.Path(__file__).parents[1] / 'configs' / '_base_' / 'deit3_in1k.py'))
+    cfg.merge_from_dict({'method': 'mean_teacher', **{f'mean_teacher.{k}': v for k, v in options.items()}})
+    method = METHODS['mean_teacher'](cfg)
+    method.setup(SimpleNamespace(fsdp=False, model=model))
+    return method
+
+
+def test_mean_teacher_ema_warms_up():
+    """With the base recipe's decay 0.99996, the warm-up's EMA follows the weights in the first steps (decay
+    1 - (1 + s)^-3/4: 0 at the first update, then 0.41, 0.56, ...); without it the EMA stays at the
+    initialisation. The EMA at step s is the exact lerp with that decay."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4)
+    warm, cold = _mean_teacher(model), _mean_teacher(model, warmup=False)
+    init = model.weight.detach().clone()
+    ema = init.clone()
+    for step in range(1, 6):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        decay = 0.0 if step == 1 else 1 - (1 + (step - 1)) ** -0.75
+        ema = decay * ema + (1 - decay) * model.weight.detach()
+        warm.after_step(model, step)
+        cold.after_step(model, step)
+        assert torch.allclose(warm.teacher.weight, ema, atol=1e-5), step
+    assert torch.allclose(warm.teacher.weight, model.weight, atol=2.0)  # within 2 of weights moved by 5
+    assert torch.allclose(cold.teacher.weight, init, atol=1e-3)  # 5 steps at 0.99996: still the initialisation
+    assert 'after a warm-up' in warm.describe() and 'rows report the student' in warm.describe()
+
+
+def test_a_method_is_one_class_and_one_config_group(imagenet_dir, tmp_path, monkeypatch, capsys):
+    """The README's example: a method added at run time, one class and its config group, trains one step through
+    the loop and dry-runs with its cost computed and no Figure 2 row."""
+    monkeypatch.setattr(methods, 'METHODS', dict(METHODS))  # registered for this test only
+
+    @register
+    class SelfDistillation(Method):
+        """The model's own argmax, without gradient, as a second label (a teacher that costs nothing)."""
+        name = 'self_distill'
+        row = 'self-distillation (an example)'
+        figure_2 = None   # not in the paper
+
+        @property
+        def lam(self):
+            return float(self.cfg.self_distill.lam)
+
+        def loss(self, logits, targets, teacher):
+            return kd_loss(logits, targets, logits, kd_target='hard', lam=self.lam, loss=self.loss_type)
+
+    config = tmp_path / 'with_self_distill.py'
+    config.write_text(f"_base_ = ['{backbones.checkpoint.Path(__file__).parents[1] / 'configs' / 'vit_s.py'}']\n"
+                      "self_distill = dict(lam=0.5)   # our example's weight of the label\n")
+    argv = args(imagenet_dir, tmp_path / 'run', '--method', 'self_distill', epochs=1)
+    argv[argv.index('vit_s')] = str(config)
+    trainer = engine.Trainer(parse(argv))
+    trainer.steps_per_epoch = 1
+    record = trainer.fit()
+    assert math.isfinite(record['train_loss']) and trainer.global_step == 1
+    from pretrain.dry_run import dry_run
+    text = dry_run(parse(argv))
+    assert 'method            self_distill: self-distillation (an example)' in text
+    assert 'x1 weights, x1 optimizer state, x1 compute of the baseline, computed' in text
+    assert 'paper cost        none: Figure 2 has no self-distillation (an example) row' in text
