@@ -1,6 +1,7 @@
 """The training loop: global batch -> per-device micro-batches (gradient accumulation when fewer devices hold it)
 -> mixup/cutmix -> the batch repeated once per submodel -> one forward pass -> cosub loss -> backward -> clip ->
-LAMB/AdamW step -> per-step cosine schedule; then evaluation, checkpoints and the epoch's log record."""
+LAMB/AdamW step -> per-step cosine schedule, all in `train_one_epoch`; then evaluation, checkpoints and the epoch's
+log record (`fit`)."""
 from __future__ import annotations
 
 import contextlib
@@ -53,50 +54,93 @@ class TrainingLoop:
         dtype = self._amp_dtype()
         return torch.autocast('cuda', dtype=dtype) if dtype else contextlib.nullcontext()
 
-    def _targets(self, images: torch.Tensor, labels: torch.Tensor):
-        if self.mixup is not None:
-            return self.mixup(images, labels)
-        smoothing = self.cfg.loss.label_smoothing
-        onehot = F.one_hot(labels, self.num_classes).float()
-        return images, onehot * (1.0 - smoothing) + smoothing / self.num_classes
-
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, teacher: Optional[torch.Tensor]) -> torch.Tensor:
-        return self.method.loss(logits, targets, teacher)  # pretrain/methods.py: cosub's, KD's, ...
+        """The method's loss (pretrain/methods.py: cosub's, KD's, ...); the one call the fault tests wrap."""
+        return self.method.loss(logits, targets, teacher)
 
-    def _queue_step(self, batches):
-        """Queue one optimizer step's micro-batches, backward and clipping without waiting for the device; returns
-        its loss and gradient norm as device tensors and the number of unreadable images in its batches."""
-        opt, d, model = self.optimizer, self.d, self.train_model
-        clip = self.cfg.optimizer.clip_grad
-        opt.zero_grad(set_to_none=True)
-        step_loss, bad = None, 0
-        for micro in range(self.accum_steps):
-            images, labels, _, bad_paths = self._to_device(next(batches))
-            for path in filter(None, bad_paths):
-                bad += 1
-                self.first_bad = self.first_bad or path
-            images, targets = self._targets(images, labels)
-            teacher = self.method.teacher_logits(images, self._autocast)  # an outside model's, or None
-            if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
-                images = images.repeat(self.num_submodels, 1, 1, 1)
-            sync = not d.enabled or micro == self.accum_steps - 1
-            with gradient_sync(self.model, model, d, self.fsdp, sync):
-                if self.compiled:  # a new iteration for CUDA-graph trees: the last one's outputs are consumed
-                    torch.compiler.cudagraph_mark_step_begin()
-                with self._autocast():
-                    logits = model(images)
-                loss = self._loss(logits, targets, teacher)
-                self.scaler.scale(loss / self.accum_steps).backward()
-            loss = loss.detach() / self.accum_steps
-            step_loss = loss if step_loss is None else step_loss + loss
-        self.scaler.unscale_(opt)
-        norms = [clip_gradients(params, clip) for params in self.method.parameter_sets(self.model)]
-        norms = [n.full_tensor() if hasattr(n, 'full_tensor') else n for n in norms]  # DTensors under FSDP
-        grad_norm = norms[0] if len(norms) == 1 else torch.stack(norms).norm()  # each model clipped on its own
-        return step_loss, grad_norm, bad
+    def train_one_epoch(self) -> dict:
+        """The epoch's optimizer steps, each read top to bottom in the loop below (as the official DeiT engine.py's
+        train_one_epoch): the micro-batches of the global batch (forward, the method's loss, backward), the clip,
+        the optimizer step, then the previous step's values read one step late (pending.py): the host queues step
+        N + 1 before it waits for step N. Before a checkpoint or a stop the pending step is read first."""
+        from tqdm import tqdm
+        cfg, opt, d, method = self.cfg, self.optimizer, self.d, self.method
+        smoothing, clip = cfg.loss.label_smoothing, cfg.optimizer.clip_grad
+        self.train_model.train()
+        self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * self.global_batch)
+        batches = iter(self.train_loader)
+        ckpt_steps = int(cfg.train.checkpoint_steps or 0)
+        if self.step_in_epoch == 0:
+            self.epoch_sums = new_epoch_sums()
+        sums, t0, run_steps, pending = self.epoch_sums, time.time(), 0, None
+        bar = tqdm(range(self.step_in_epoch, self.steps_per_epoch), desc=f'epoch {self.epoch}',
+                   disable=not (d.is_main and show_bar()), dynamic_ncols=True, leave=False)
+        for step in bar:
+            t_step = time.time()
+            # 1. the micro-batches of the global batch: gradients summed, synchronised across ranks on the last
+            opt.zero_grad(set_to_none=True)
+            step_loss, bad = None, 0
+            for micro in range(self.accum_steps):
+                images, labels, _, bad_paths = self._to_device(next(batches))
+                for path in filter(None, bad_paths):
+                    bad += 1
+                    self.first_bad = self.first_bad or path
+                if self.mixup is not None:
+                    images, targets = self.mixup(images, labels)
+                else:
+                    targets = F.one_hot(labels, self.num_classes).float() * (1.0 - smoothing) + \
+                        smoothing / self.num_classes
+                teacher = method.teacher_logits(images, self._autocast)  # an outside model's, or None
+                if self.num_submodels > 1:  # rows i, i + B, ... are different submodels on the same image
+                    images = images.repeat(self.num_submodels, 1, 1, 1)
+                sync = not d.enabled or micro == self.accum_steps - 1
+                with gradient_sync(self.model, self.train_model, d, self.fsdp, sync):
+                    if self.compiled:  # a new iteration for CUDA-graph trees: the last one's outputs are consumed
+                        torch.compiler.cudagraph_mark_step_begin()
+                    with self._autocast():
+                        logits = self.train_model(images)
+                    loss = self._loss(logits, targets, teacher)
+                    self.scaler.scale(loss / self.accum_steps).backward()
+                loss = loss.detach() / self.accum_steps
+                step_loss = loss if step_loss is None else step_loss + loss
+            # 2. clip (each model of the method on its own), step, the method's update (e.g. the EMA), schedule
+            self.scaler.unscale_(opt)
+            norms = [clip_gradients(params, clip) for params in method.parameter_sets(self.model)]
+            norms = [n.full_tensor() if hasattr(n, 'full_tensor') else n for n in norms]  # DTensors under FSDP
+            grad_norm = norms[0] if len(norms) == 1 else torch.stack(norms).norm()
+            # a signal any rank has seen by now: all-reduced on the device, read with the step's values
+            values = [step_loss, grad_norm] + ([self.stop.flag(d)] if d.enabled else [])
+            self.scaler.step(opt)
+            self.scaler.update()
+            method.after_step(self.model, self.global_step + 1)
+            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], values, bad)  # copied, not read
+            self.global_step += 1
+            self.step_in_epoch = step + 1
+            self.scheduler.step_update(self.global_step)
+            run_steps += 1
+            # 3. the previous step's values, read now that this one is queued: checked, counted, logged
+            signum = self._read_step(pending, bar, t0, run_steps - 1)
+            pending = current
+            signum = signum if d.enabled else self.stop.signum  # one process: its own flag, at once
+            last = self.step_in_epoch == self.steps_per_epoch
+            checkpoint_due = bool(ckpt_steps) and self.step_in_epoch % ckpt_steps == 0 and not last
+            if signum or checkpoint_due or last:  # read this step too: a checkpoint holds checked steps only
+                signum = max(signum, self._read_step(pending, bar, t0, run_steps))
+                pending = None
+            sums['seconds'] += time.time() - t_step
+            if signum:  # a step boundary every rank reaches: save the position and stop
+                self._stop_on_signal(signum)
+            if checkpoint_due:
+                self.save_checkpoint()
+        bar.close()
+        loss_sum, bad_total, seen_total = all_reduce_sum([sums['loss'] / max(sums['steps'], 1), sums['bad'],
+                                                          sums['seen']], d)
+        return dict(train_loss=loss_sum / d.world_size, lr=opt.param_groups[-1]['lr'], bad_images=int(bad_total),
+                    epoch_time=round(sums['seconds'], 1),
+                    images_per_sec=round(sums['seen'] / max(sums['seconds'], 1e-9), 1))
 
-    def _finish_step(self, pending: Optional[PendingStep], bar, t0: float, run_steps: int) -> int:
-        """Check, count and log a queued step once its values are on the host; returns the agreed stop signal."""
+    def _read_step(self, pending: Optional[PendingStep], bar, t0: float, run_steps: int) -> int:
+        """Wait for a queued step's values, then check, count and log them; returns the agreed stop signal."""
         if pending is None:
             return 0
         cfg, d, sums = self.cfg, self.d, self.epoch_sums
@@ -122,62 +166,33 @@ class TrainingLoop:
                                       left * self.global_batch / max(per_s, 1e-9), d.device))
         return int(signum[0]) if signum else 0
 
-    def train_one_epoch(self) -> dict:
-        """Queue step N + 1, then check and log step N (pending.py): the host never waits for the step it has just
-        queued. Before a checkpoint or a stop the pending step is finished first."""
-        from tqdm import tqdm
-        cfg, opt, d = self.cfg, self.optimizer, self.d
-        self.train_model.train()
-        self.train_sampler.set_epoch(self.epoch, self.step_in_epoch * self.global_batch)
-        batches = iter(self.train_loader)
-        ckpt_steps = int(cfg.train.checkpoint_steps or 0)
-        if self.step_in_epoch == 0:
-            self.epoch_sums = new_epoch_sums()
-        sums, t0, run_steps, pending = self.epoch_sums, time.time(), 0, None
-        bar = tqdm(range(self.step_in_epoch, self.steps_per_epoch), desc=f'epoch {self.epoch}',
-                   disable=not (d.is_main and show_bar()), dynamic_ncols=True, leave=False)
-        for step in bar:
-            t_step = time.time()
-            step_loss, grad_norm, bad = self._queue_step(batches)
-            # a signal any rank has seen by now: all-reduced on the device, read with the step's values
-            values = [step_loss, grad_norm] + ([self.stop.flag(d)] if d.enabled else [])
-            self.scaler.step(opt)
-            self.scaler.update()
-            self.method.after_step(self.model, self.global_step + 1)  # e.g. the mean teacher's EMA
-            current = PendingStep(self.epoch, step, opt.param_groups[-1]['lr'], values, bad)
-            self.global_step += 1
-            self.step_in_epoch = step + 1
-            self.scheduler.step_update(self.global_step)
-            run_steps += 1
-            signum = self._finish_step(pending, bar, t0, run_steps - 1)
-            pending = current
-            signum = signum if d.enabled else self.stop.signum  # one process: its own flag, at once
-            last = self.step_in_epoch == self.steps_per_epoch
-            checkpoint_due = bool(ckpt_steps) and self.step_in_epoch % ckpt_steps == 0 and not last
-            if signum or checkpoint_due or last:
-                signum = max(signum, self._finish_step(pending, bar, t0, run_steps))
-                pending = None
-            sums['seconds'] += time.time() - t_step
-            if signum:  # a step boundary every rank reaches: save the position and stop
-                self._stop_on_signal(signum)
-            if checkpoint_due:
-                self.save_checkpoint()
-        bar.close()
-        loss_sum, bad_total, seen_total = all_reduce_sum([sums['loss'] / max(sums['steps'], 1), sums['bad'],
-                                                          sums['seen']], d)
-        return dict(train_loss=loss_sum / d.world_size, lr=opt.param_groups[-1]['lr'], bad_images=int(bad_total),
-                    epoch_time=round(sums['seconds'], 1),
-                    images_per_sec=round(sums['seen'] / max(sums['seconds'], 1e-9), 1))
-
     def _stop_non_finite(self, step_loss: float, grad_norm: float, epoch: int, step: int) -> None:
         """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
-        losses were finite: the loop checks every step before it writes a checkpoint) stays as it is."""
+        losses were finite: the loop checks every step before it writes a checkpoint) stays as it is. The advice
+        names every likely cause that is not ruled out: a teacher whose weights are not finite is the cause (checked
+        here, once); otherwise the teacher, the learning rate and clipping, fp16 and the data all may be."""
         kept = (f'the last good checkpoint is {self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, '
                 f'step {self.last_saved[1]})' if self.output_dir is not None and self.last_saved else
                 'no checkpoint was written before it' if self.output_dir is not None else 'no output dir, nothing kept')
-        raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({grad_norm}) at epoch '
-                            f'{epoch}, step {step}; stopped without saving; {kept}; '
-                            'lower optimizer.lr or raise optimizer.clip_grad and run again with --resume')
+        cfg = self.cfg
+        teacher = getattr(self.method, 'teacher', None)  # KD's pre-trained teacher, the mean teacher's EMA
+        named = (f'the teacher --teacher {cfg.kd.teacher}' if cfg.method in ('kd', 'kd_cosub') else
+                 f'the teacher of method={cfg.method} (the EMA)')
+        if teacher is not None and not all(torch.isfinite(t).all() for t in teacher.state_dict().values()):
+            advice = (f"the cause: {named} has NaN or inf weights; pass a teacher whose weights are finite (a new "
+                      'run: --overwrite)')
+        else:
+            causes = [f'{named} (its logits)'] if teacher is not None else []
+            causes.append(f'the learning rate (lower optimizer.lr={cfg.optimizer.lr}) or the clipping (set or lower '
+                          f'optimizer.clip_grad={cfg.optimizer.clip_grad})')
+            if self._amp_dtype() == torch.float16:
+                causes.append("fp16 overflow (train.amp='bf16')")
+            if cfg.get('finetune'):
+                causes.append(f'the weights it started from (--finetune {cfg.finetune})')
+            causes.append(f'the data (the images of epoch {epoch}, step {step}; data.mean / data.std)')
+            advice = f'likely causes: {"; ".join(causes)}; then run again with --resume'
+        raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({grad_norm}) at epoch {epoch}, step '
+                            f'{step}; stopped without saving; {kept}; {advice}')
 
     def _stop_on_signal(self, signum: int) -> None:
         self.save_checkpoint()

@@ -22,6 +22,7 @@ from .loop import TrainingLoop, new_epoch_sums
 from .preemption import StopRequest
 from .run_dir import prepare_output_dir
 from .rng import seed_all
+from .threads import budget_cpu_threads
 
 logger = logging.getLogger('cosub')
 
@@ -30,6 +31,8 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
     """Builds everything from a config, then `fit()` trains, evaluates, logs and checkpoints."""
 
     def __init__(self, cfg, splits: Optional[data_lib.Splits] = None):
+        """Every attribute of a Trainer is set here, in the order a run needs them; the loop, the evaluation and
+        the checkpoints (loop.py, evaluation.py, checkpointing.py) only update them."""
         self.cfg = cfg
         self.method = methods_lib.build_method(cfg)  # the Table 4 strategy: loss, outside models, extra state
         self.d = init_distributed(cfg.device)
@@ -39,7 +42,64 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
             raise TrainingError('--eval needs weights: pass --resume [CHECKPOINT] or --finetune CHECKPOINT')
         self.run_lock = None  # rank 0's lock on the output folder, from prepare_output_dir to the end of run()
         try:
-            self._build(splits)
+            if self.output_dir is not None:  # before anything is written
+                self.run_lock = prepare_output_dir(self.output_dir, resume=cfg.resume, overwrite=bool(cfg.overwrite),
+                                                   eval_only=self.eval_only, is_main=self.d.is_main)
+                if self.d.enabled:
+                    dist.barrier()  # rank 0 has moved an earlier run aside
+            setup_logging(self.output_dir, self.d.is_main)
+            log_run_header(cfg, self.d.world_size)
+            if self.d.device.type == 'cpu':  # the main process's threads beside the loader's workers (threads.py)
+                budget_cpu_threads(int(cfg.data.num_workers))
+            if self.run_lock is not None:
+                self.run_lock.log_takeover()
+            if not self.eval_only and cfg.schedule.warmup_epochs >= cfg.epochs:  # allowed: short smoke tests do it
+                logger.warning('schedule.warmup_epochs=%s of %s epochs: the learning rate never reaches its peak (%s)',
+                               cfg.schedule.warmup_epochs, cfg.epochs, 'the whole run is warm-up')
+            # the data and the batch: a global batch of micro-batches, each image seen `copies` times per forward
+            self.splits = splits or data_lib.build_splits(cfg.data)
+            if self.splits.train is None and not self.eval_only:
+                raise TrainingError('the dataset has no training split')
+            self.num_classes = self.splits.num_classes
+            self.global_batch = int(cfg.batch_size)
+            self.micro_batch, self.accum_steps = split_global_batch(self.global_batch, self.d.world_size,
+                                                                    cfg.micro_batch_size)
+            self.num_submodels = self.method.copies  # rows per image in the forward pass
+            self.steps_per_epoch = None
+            if self.splits.train is not None and not self.eval_only:
+                self.steps_per_epoch = len(self.splits.train) // self.global_batch
+                if self.steps_per_epoch == 0:
+                    raise TrainingError(f'the training set has {len(self.splits.train)} images, fewer than one '
+                                        f'global batch of {self.global_batch}; lower --batch-size')
+            # the model, the method's outside models, the optimizer and its schedule
+            seed_all(cfg.seed)  # same initial weights on every rank
+            self.model = self.method.build_model(lambda: builders.build_model(cfg, self.num_classes, self.eval_only))
+            builders.check_esd_batch(self.model, self.micro_batch, self.num_submodels)
+            seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
+            self.model.to(self.d.device)
+            self.fsdp = bool(cfg.train.fsdp) and self.d.enabled
+            self.compiled = bool(cfg.train.compile)
+            self.train_model = wrap_model(self.model, self.d, self.fsdp, self.compiled, cfg.train.compile_mode)
+            self.method.setup(self)  # the teacher or the EMA, on the device
+            self.optimizer, self.base_lr = builders.build_optimizer(self.model, cfg.optimizer, self.global_batch,
+                                                                    self.d, self.micro_batch, self.accum_steps)
+            self.scheduler = None if self.eval_only else builders.build_scheduler(self.optimizer, cfg,
+                                                                                  self.steps_per_epoch)
+            self.scaler = torch.amp.GradScaler('cuda', enabled=self._amp_dtype() == torch.float16)
+            self.mixup = builders.build_mixup(cfg, self.micro_batch, self.num_classes)
+            # the loaders
+            self.train_loader, self.train_sampler = (None, None) if self.eval_only else builders.build_train_loader(
+                cfg, self.d, self.splits.train, self.global_batch, self.micro_batch)
+            self.val_loaders = builders.build_val_loaders(cfg, self.d, self.splits, self.micro_batch)
+            # the position and what the loop keeps; _resume() moves them to the checkpoint's
+            self.epoch, self.step_in_epoch, self.global_step, self.best_top1 = 0, 0, 0, None
+            self.epoch_sums = new_epoch_sums()  # running sums of the epoch in progress, kept in checkpoints
+            self.first_bad = None  # the first unreadable image, named when too many were
+            self.tb = None  # the TensorBoard writer, opened by fit() on rank 0
+            self.resumed, self.last_saved = False, None  # last_saved: (epoch, step) of the last checkpoint written
+            self.changed = []  # settings changed since the checkpoint resumed (checkpointing.py)
+            self.stop = StopRequest()
+            self._resume()
         except BaseException:
             self.release_run_dir()
             raise
@@ -47,61 +107,6 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
     def release_run_dir(self) -> None:
         if self.run_lock is not None:
             self.run_lock.release()
-
-    def _build(self, splits: Optional[data_lib.Splits]) -> None:
-        cfg = self.cfg
-        if self.output_dir is not None:  # before anything is written
-            self.run_lock = prepare_output_dir(self.output_dir, resume=cfg.resume, overwrite=bool(cfg.overwrite),
-                                               eval_only=self.eval_only, is_main=self.d.is_main)
-            if self.d.enabled:
-                dist.barrier()  # rank 0 has moved an earlier run aside
-        setup_logging(self.output_dir, self.d.is_main)
-        log_run_header(cfg, self.d.world_size)
-        if self.run_lock is not None:
-            self.run_lock.log_takeover()
-        if not self.eval_only and cfg.schedule.warmup_epochs >= cfg.epochs:  # allowed: short smoke tests do it
-            logger.warning('schedule.warmup_epochs=%s of %s epochs: the learning rate never reaches its peak (%s)',
-                           cfg.schedule.warmup_epochs, cfg.epochs, 'the whole run is warm-up')
-        self.splits = splits or data_lib.build_splits(cfg.data)
-        if self.splits.train is None and not self.eval_only:
-            raise TrainingError('the dataset has no training split')
-        self.num_classes = self.splits.num_classes
-        self._setup_batching()
-        seed_all(cfg.seed)  # same initial weights on every rank
-        self.model = self.method.build_model(lambda: builders.build_model(cfg, self.num_classes, self.eval_only))
-        builders.check_esd_batch(self.model, self.micro_batch, self.num_submodels)
-        seed_all(cfg.seed + self.d.rank)  # independent stochastic depth / mixup draws per rank
-        self.model.to(self.d.device)
-        self.fsdp = bool(cfg.train.fsdp) and self.d.enabled
-        self.compiled = bool(cfg.train.compile)
-        self.train_model = wrap_model(self.model, self.d, self.fsdp, self.compiled, cfg.train.compile_mode)
-        self.method.setup(self)  # the teacher or the EMA, on the device
-        self.optimizer, self.base_lr = builders.build_optimizer(self.model, cfg.optimizer, self.global_batch, self.d,
-                                                                self.micro_batch, self.accum_steps)
-        self.scheduler = None if self.eval_only else builders.build_scheduler(self.optimizer, cfg,
-                                                                              self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler('cuda', enabled=self._amp_dtype() == torch.float16)
-        self.mixup = builders.build_mixup(cfg, self.micro_batch, self.num_classes)
-        self.train_loader, self.train_sampler = (None, None) if self.eval_only else builders.build_train_loader(
-            cfg, self.d, self.splits.train, self.global_batch, self.micro_batch)
-        self.val_loaders = builders.build_val_loaders(cfg, self.d, self.splits, self.micro_batch)
-        self.epoch, self.step_in_epoch, self.global_step, self.best_top1 = 0, 0, 0, None
-        self.epoch_sums = new_epoch_sums()  # running sums of the epoch in progress, kept in checkpoints
-        self.first_bad, self.tb, self.resumed, self.last_saved = None, None, False, None
-        self.stop = StopRequest()
-        self._resume()
-
-    def _setup_batching(self) -> None:
-        cfg = self.cfg
-        self.global_batch = int(cfg.batch_size)
-        self.micro_batch, self.accum_steps = split_global_batch(self.global_batch, self.d.world_size,
-                                                                cfg.micro_batch_size)
-        self.num_submodels = self.method.copies  # rows per image in the forward pass
-        if self.splits.train is not None and not self.eval_only:
-            self.steps_per_epoch = len(self.splits.train) // self.global_batch
-            if self.steps_per_epoch == 0:
-                raise TrainingError(f'the training set has {len(self.splits.train)} images, fewer than one global '
-                                    f'batch of {self.global_batch}; lower --batch-size')
 
     def _to_device(self, batch):
         """The one place a loader batch is unpacked: (images, labels, index, bad_paths), tensors on the device.
