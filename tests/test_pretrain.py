@@ -311,9 +311,56 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(imagenet_dir, tmp_path,
         return loss * float('nan') if self.epoch == 1 else loss
     monkeypatch.setattr(engine.Trainer, '_loss', explode)
     msg = run_error(args(imagenet_dir, out, epochs=2))
-    assert 'non-finite loss' in msg and 'checkpoint.pth' in msg
+    assert 'non-finite loss' in msg and 'checkpoint.pth' in msg and '\n' not in msg
+    # no teacher: the student's learning rate / clipping and the data are the causes it cannot rule out
+    assert 'optimizer.lr=0.001' in msg and 'optimizer.clip_grad' in msg and 'the data' in msg
+    assert 'teacher' not in msg and msg.endswith('run again with --resume')
     ckpt = backbones.load_file(out / 'checkpoint.pth')
     assert ckpt['epoch'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
+
+
+def test_non_finite_loss_from_a_nan_teacher_names_the_teacher(imagenet_dir, tmp_path):
+    """A KD teacher whose weights are NaN: the advice names the teacher (checked once, at the stop), not the
+    student's learning rate."""
+    main(args(imagenet_dir, tmp_path / 'teacher', '--method', 'baseline', epochs=1))
+    ckpt = backbones.load_file(tmp_path / 'teacher' / 'checkpoint.pth')
+    ckpt['model'] = {k: v.fill_(float('nan')) if v.is_floating_point() else v for k, v in ckpt['model'].items()}
+    teacher = tmp_path / 'nan_teacher.pth'
+    backbones.save_file(ckpt, teacher)
+    # soft targets: the teacher's NaN reaches the loss (its argmax, kd.target='hard', is 0 for NaN logits)
+    msg = run_error(args(imagenet_dir, tmp_path / 'kd', '--method', 'kd', '--teacher', str(teacher), epochs=1,
+                         options=('kd.target=soft',)))
+    assert 'non-finite loss' in msg and f'the teacher --teacher {teacher} has NaN or inf weights' in msg
+    assert 'optimizer.lr' not in msg and '\n' not in msg
+
+
+def test_cpu_thread_plan_leaves_the_workers_their_cores_and_respects_the_user():
+    from pretrain.engine.threads import plan_cpu_threads, set_wait_policy
+    assert plan_cpu_threads(2, 2, {})[:2] == (1, 'PASSIVE')  # the demo: 2 workers on 2 cores, one model thread
+    assert plan_cpu_threads(16, 10, {})[:2] == (6, 'PASSIVE')
+    assert plan_cpu_threads(4, 0, {})[:2] == (4, 'PASSIVE')
+    assert plan_cpu_threads(16, 10, {'OMP_NUM_THREADS': '3'})[:2] == (None, 'PASSIVE')  # torch already reads it
+    assert plan_cpu_threads(16, 10, {'OMP_WAIT_POLICY': 'ACTIVE'})[:2] == (6, None)
+    assert plan_cpu_threads(16, 10, {'COSUB_CPU_THREADS': 'off'})[:2] == (None, None)
+    env = {}
+    set_wait_policy(env)
+    assert env == {'OMP_WAIT_POLICY': 'PASSIVE'}
+    env = {'OMP_WAIT_POLICY': 'active'}
+    set_wait_policy(env)
+    assert env == {'OMP_WAIT_POLICY': 'active'}
+
+
+def test_trainer_sets_the_cpu_threads_once_at_start(imagenet_dir, tmp_path, monkeypatch):
+    from pretrain.engine import threads
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.delenv('COSUB_CPU_THREADS', raising=False)
+    monkeypatch.setattr(threads, 'available_cores', lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        engine.Trainer(parse(args(imagenet_dir, tmp_path, options=('data.num_workers=2',))))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_all_size_configs_load():
