@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 MODES = ('esd', 'mask', 'none')
 SCHEDULES = ('uniform', 'linear')
@@ -246,11 +247,26 @@ class StochasticDepthBlock(nn.Module):
     `set_stochastic_depth` finds blocks by this type and sets their rate and mode. Blocks with
     `scheduled = False` (class-attention blocks of CaiT/XCiT, which their authors never drop: a sample could
     lose all image information in its class token) get rate 0 from a model-wide rate.
+
+    Activation checkpointing (`set_grad_checkpointing`, timm's --grad-checkpointing) is per block, here, for
+    every architecture: a block with `grad_checkpointing` keeps only its inputs and recomputes its activations
+    in backward. The recomputation draws exactly the drops of the forward: indices drawn outside the block
+    (our ViTs: `draw_block_kept`) are inputs of the checkpointed call, and a block drawing its own (timm's
+    families, masking's masks) is rerun from the RNG state it started from (torch.utils.checkpoint's
+    preserve_rng_state, on the CPU and the inputs' device); the RNG after the block is the same as without
+    checkpointing, so the run trains the same weights.
     """
     drop_path_rate: float = 0.0
     drop_path_mode: str = 'esd'
     scheduled: bool = True
     branches: int = 1  # residual branches per block, for `draw_block_kept`
+    grad_checkpointing: bool = False  # set by `set_grad_checkpointing`
+
+    def __call__(self, *args, **kwargs):
+        if self.grad_checkpointing and torch.is_grad_enabled():  # nothing to keep for backward otherwise
+            # the whole call (forward hooks too, e.g. FSDP's, which skip their work during the recomputation)
+            return checkpoint(super().__call__, *args, use_reentrant=False, **kwargs)
+        return super().__call__(*args, **kwargs)
 
     def draw_kept(self, x: Tensor, branches: int) -> Sequence[Optional[Tensor]]:
         """The kept-sample indices of this block's `branches` residual branches for the batch `x`, drawn at
@@ -343,6 +359,15 @@ def set_stochastic_depth(model: nn.Module, rate: float | Sequence[float] | None 
         for block, r in zip(blocks, rates):
             block.drop_path_rate = check_rate(r)
     return [b.drop_path_rate for b in blocks]
+
+
+def set_grad_checkpointing(model: nn.Module, enable: bool = True) -> int:
+    """Activation checkpointing per residual block (see `StochasticDepthBlock`) for every block of `model`, ours
+    and timm's families alike (PiT's timm model has none of its own); returns the number of blocks."""
+    blocks = stochastic_depth_blocks(model)
+    for block in blocks:
+        block.grad_checkpointing = enable
+    return len(blocks)
 
 
 def esd_report(model: nn.Module, batch_size: int) -> List[dict]:

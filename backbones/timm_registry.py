@@ -18,13 +18,14 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .checkpoint import convert_state_dict
 from .esd import set_stochastic_depth
-from .vit import VIT_ARCHS, VisionTransformer
+from .vit import VisionTransformer, vit_shape
 
 # timm's size names -> ours (backbones.vit.VIT_ARCHS); the patch size is part of timm's name.
-SIZES = {'small': 'vit_s', 'medium': 'vit_m', 'base': 'vit_b', 'large': 'vit_l', 'huge': 'vit_h'}
-# The names the issue asks for: every size at 224 and 384, the huge one (patch 14) at 224 only, as DeiT III.
+SIZES = {'small': 'vit_s', 'medium': 'vit_m', 'base': 'vit_b', 'large': 'vit_l', 'huge': 'vit_h', 'giant': 'vit_g'}
+# The names the issue asks for: every size at 224 and 384, the huge one (patch 14) at 224 only, as DeiT III; the
+# giant one (patch 14, timm's vit_giant_patch14_224 shape) at 224, the only resolution of cosub Table 9's ViT-g.
 NAMES = [f'cosub_vit_{size}_patch16_{res}' for size in ('small', 'medium', 'base', 'large') for res in (224, 384)]
-NAMES += ['cosub_vit_huge_patch14_224']
+NAMES += ['cosub_vit_huge_patch14_224', 'cosub_vit_giant_patch14_224']
 # Published DeiT III weights in timm (timm/models/deit.py default_cfgs): ImageNet-1k, and 21k fine-tuned on 1k.
 TAGS = ('fb_in1k', 'fb_in22k_ft_in1k')
 # Our own weights, once trained and uploaded (`cosub-export-backbone ... --hub-dir`, then upload_folder):
@@ -34,7 +35,8 @@ COSUB_WEIGHTS: Dict[str, str] = {}
 
 
 def timm_name(name: str) -> str:
-    """cosub_vit_base_patch16_224 -> deit3_base_patch16_224: the timm architecture with the same weights."""
+    """cosub_vit_base_patch16_224 -> deit3_base_patch16_224: the timm architecture with the same weights (timm
+    has no DeiT III giant: deit3_giant_patch14_224 names no timm model, and ours gets no published weights)."""
     return 'deit3_' + name.removeprefix('cosub_vit_')
 
 
@@ -46,8 +48,8 @@ def arch_of(name: str) -> str:
 def _cfg(name: str) -> Dict[str, dict]:
     """Pretrained configs of `name`: DeiT III's own from timm, one per published tag, pointing at its Hub repo.
 
-    A size without published weights (medium at 384) gets DeiT III's preprocessing for its resolution (timm's
-    deit.py `_cfg`, with crop_pct 1.0 at 384 as all of DeiT III's 384 configs) and no weights.
+    A size without published weights (medium at 384, giant) gets DeiT III's preprocessing for its resolution
+    (timm's deit.py `_cfg`, with crop_pct 1.0 at 384 as all of DeiT III's 384 configs) and no weights.
     """
     deit3 = timm_name(name)
     cfgs = {}
@@ -90,10 +92,8 @@ def _create(name: str, pretrained: bool = False, **kwargs) -> VisionTransformer:
     schedule = kwargs.pop('drop_path_schedule', 'uniform')
     # features_only=True: the last 3 blocks by default, as timm's ViTs (timm's builder would take blocks 0-4)
     out_indices = kwargs.pop('out_indices', 3)
-    embed_dim, depth, num_heads, patch_size = VIT_ARCHS[arch_of(name)]
     # the resolution in the name is the model's (pos_embed grid), as timm's deit3_*_384 entry points set img_size
-    args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size,
-                img_size=int(name.rsplit('_', 1)[1]))
+    args = dict(vit_shape(arch_of(name)), img_size=int(name.rsplit('_', 1)[1]))
     model = build_model_with_cfg(VisionTransformer, name, pretrained, pretrained_filter_fn=_filter,
                                  feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
                                  **dict(args, **kwargs))
@@ -109,7 +109,7 @@ def _register(name: str) -> None:
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__  # timm finds default_cfgs in the entry point's module
     entrypoint.__doc__ = f'Our {arch_of(name)} (efficient stochastic depth) with the weights and preprocessing of ' \
-                         f'timm\'s {timm_name(name)}.'
+                         f'timm\'s {timm_name(name)} where timm publishes them.'
     globals()[name] = register_model(entrypoint)
 
 

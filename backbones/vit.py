@@ -1,4 +1,4 @@
-"""DeiT III Vision Transformers (ViT-T/S/M/B/L/H), with efficient stochastic depth in every block.
+"""DeiT III Vision Transformers (ViT-T/S/M/B/L/H, and ViT-g), with efficient stochastic depth in every block.
 
 Structure as in DeiT III: LayerScale on both branches, a position embedding without a class-token slot (added
 to the patches before the class token is prepended), qkv bias, LayerNorm eps 1e-6, fused attention. Parameter
@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from timm.layers import LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.layers import register_notrace_function
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 from torch import Tensor, nn
 
-from .esd import StochasticDepthBlock, draw_block_kept
+from .esd import StochasticDepthBlock, draw_block_kept, set_grad_checkpointing
 from .factory import register_model
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -84,7 +83,7 @@ class VisionTransformer(nn.Module):
         self.global_pool = _check_pool(global_pool)
         # timm's names: width of forward_features' tokens, and of forward_head(pre_logits=True) (no pre-logits layer)
         self.num_features = self.head_hidden_size = embed_dim
-        self.grad_checkpointing = False  # set_grad_checkpointing
+        self.grad_checkpointing = False  # timm's attribute; the blocks checkpoint themselves (set_grad_checkpointing)
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, output_fmt='NHWC',
                                       strict_img_size=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -107,18 +106,13 @@ class VisionTransformer(nn.Module):
     def _pos_embed(self, x: Tensor) -> Tensor:
         return add_pos_embed(x, self.pos_embed, self.cls_token, self.patch_embed.grid_size)
 
-    def _block(self, block: Block, x: Tensor, kept: Sequence[Optional[Tensor]]) -> Tensor:
-        # checkpointing restores the RNG state for the recomputation, so a block drawing its own drops ('mask', or
-        # ESD with kept None) recomputes the same ones; `kept` drawn by the model is an input and is reused as is
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint(block, x, kept)
-        return block(x, kept)
-
     # -- forward ---------------------------------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
         x = self._pos_embed(self.patch_embed(x))
+        # every block's ESD indices drawn here, before the blocks: under activation checkpointing they are inputs
+        # of each block's checkpointed call, so its recomputation uses them as they are
         for block, kept in zip(self.blocks, draw_block_kept(self.blocks, x)):
-            x = self._block(block, x, kept)
+            x = block(x, kept)
         return self.norm(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
@@ -149,7 +143,7 @@ class VisionTransformer(nn.Module):
         intermediates = []
         blocks = self.blocks[:max_index + 1] if stop_early else self.blocks
         for i, (block, kept) in enumerate(zip(blocks, draw_block_kept(blocks, x))):
-            x = self._block(block, x, kept)
+            x = block(x, kept)
             if i in take_indices:
                 intermediates.append((self.norm(x) if norm else x)[:, 1:])
         if output_fmt == 'NCHW':
@@ -184,6 +178,7 @@ class VisionTransformer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward instead of storing them (timm's interface)."""
         self.grad_checkpointing = enable
+        set_grad_checkpointing(self, enable)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
@@ -228,7 +223,9 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-# name: (embed_dim, depth, num_heads, patch_size). Widths/depths/heads of DeiT III (vit_t as DeiT-Ti).
+# name: (embed_dim, depth, num_heads, patch_size). Widths/depths/heads of DeiT III (vit_t as DeiT-Ti). ViT-g/14
+# (cosub Table 9) is Zhai et al.'s "Scaling Vision Transformers" ViT-g/14 (their Table 2: width 1408, depth 40,
+# MLP 6144, 16 heads, 1.0B parameters), as timm's vit_giant_patch14_224, in the DeiT III block (LayerScale).
 VIT_ARCHS = {
     'vit_t': (192, 12, 3, 16),
     'vit_s': (384, 12, 6, 16),
@@ -236,19 +233,32 @@ VIT_ARCHS = {
     'vit_b': (768, 12, 12, 16),
     'vit_l': (1024, 24, 16, 16),
     'vit_h': (1280, 32, 16, 14),
+    'vit_g': (1408, 40, 16, 14),
 }
+# MLP width / embed_dim where it is not VisionTransformer's 4: ViT-g's MLP is 6144 = 1408 x 48 / 11 (timm's
+# vit_giant_patch14_224 passes mlp_ratio=48 / 11; int(1408 * 48 / 11) is exactly 6144).
+MLP_RATIOS = {'vit_g': 48 / 11}
+
+
+def vit_shape(name: str) -> dict:
+    """The constructor arguments that make `name` (one of VIT_ARCHS) what it is: width, depth, heads, patch and,
+    where it is not the default 4, the MLP ratio. Every builder of our named ViTs reads its shape here."""
+    embed_dim, depth, num_heads, patch_size = VIT_ARCHS[name]
+    shape = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size)
+    if name in MLP_RATIOS:
+        shape['mlp_ratio'] = MLP_RATIOS[name]
+    return shape
 
 
 def _make(name: str):
-    embed_dim, depth, num_heads, patch_size = VIT_ARCHS[name]
+    shape = vit_shape(name)
 
     def build(**kwargs) -> VisionTransformer:
-        args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size)
-        args.update(kwargs)
-        return VisionTransformer(**args)
+        return VisionTransformer(**dict(shape, **kwargs))
 
     build.__name__ = name
-    build.__doc__ = f'DeiT III {name}: {embed_dim} wide, {depth} deep, {num_heads} heads, patch {patch_size}.'
+    build.__doc__ = (f'DeiT III {name}: {shape["embed_dim"]} wide, {shape["depth"]} deep, {shape["num_heads"]} heads, '
+                     f'MLP {int(shape["embed_dim"] * shape.get("mlp_ratio", 4.0))}, patch {shape["patch_size"]}.')
     return register_model(build)
 
 

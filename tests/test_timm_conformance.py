@@ -33,6 +33,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import FeatureInfo, get_pretrained_cfg, group_parameters
 from timm.models._features_fx import create_feature_extractor, get_graph_node_names
 
+import backbones
 from backbones import timm_registry
 from backbones.vit import VIT_ARCHS
 
@@ -84,10 +85,10 @@ def images(size: int, seed: int = 0) -> torch.Tensor:
 
 def test_every_name_is_registered_with_its_tags():
     assert NAMES == sorted(timm_registry.NAMES)
-    assert len(NAMES) == 9
-    # every size has the DeiT III weights timm publishes, except the one DeiT III never trained (medium at 384)
+    assert len(NAMES) == 10
+    # every size has the DeiT III weights timm publishes, except those DeiT III never trained (medium at 384, giant)
     untagged = [name for name in NAMES if not any(t.startswith(name + '.') for t in TAGGED)]
-    assert untagged == ['cosub_vit_medium_patch16_384']
+    assert untagged == ['cosub_vit_giant_patch14_224', 'cosub_vit_medium_patch16_384']
     assert set(TAGGED) == set(timm.list_pretrained('cosub_vit_*')) | set(untagged)
 
 
@@ -127,6 +128,25 @@ def test_pretrained_cfg(tagged):
     info = FeatureInfo(model.feature_info, range(depth))
     assert info.channels() == [embed_dim] * depth and info.reduction() == [patch_size] * depth
     assert info.module_name() == [f'blocks.{i}' for i in range(depth)]
+
+
+def test_vit_g_is_timms_vit_giant_in_the_deit3_block():
+    """ViT-g/14 (cosub Table 9; Zhai et al.'s shape): timm's vit_giant_patch14_224 (1408 wide, 40 deep, MLP 6144,
+    16 heads) with DeiT III's LayerScale and a position embedding without a class-token slot: the same tensors
+    otherwise, about 1.0B parameters. Built on the meta device."""
+    with torch.device('meta'):
+        ours = timm.create_model('cosub_vit_giant_patch14_224')
+        theirs = timm.create_model('vit_giant_patch14_224')
+    ours_shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    theirs_shapes = {k: v.shape for k, v in theirs.state_dict().items()}
+    layer_scales = {f'blocks.{i}.ls{j}.gamma' for i in range(40) for j in (1, 2)}
+    assert set(ours_shapes) == set(theirs_shapes) | layer_scales
+    assert [k for k in theirs_shapes if ours_shapes[k] != theirs_shapes[k]] == ['pos_embed']
+    assert (ours_shapes['pos_embed'], theirs_shapes['pos_embed']) == ((1, 256, 1408), (1, 257, 1408))
+    assert ours_shapes['blocks.0.mlp.fc1.weight'] == (6144, 1408) and ours.blocks[0].attn.num_heads == 16
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in theirs.parameters()) + 2 * 40 * 1408 - 1408 == 1_012_722_664
+    assert count == sum(p.numel() for p in backbones.factory._build_on_meta('vit_g').parameters())
 
 
 # -- timm's test_model_default_cfgs_non_std and test_model_backward, reduced ------------------------------------
