@@ -93,6 +93,9 @@ train = dict(amp='bf16', fsdp=False, checkpoint_interval=1, checkpoint_steps=0, 
              # 'reduce-overhead' (CUDA graphs) took ViT-B/16 b256 from 31.6% MFU eager to 46.6%
              # (benchmarks/results/pretrain_step_cuda_vitb256.md); 'default' compiles without CUDA graphs
              compile=False, compile_mode='reduce-overhead',
+             # activation checkpointing per residual block, as timm's --grad-checkpointing (our choice, off by
+             # default: it trades a second forward of each block for its activations; vit_g_in21k turns it on)
+             grad_checkpointing=False,
              log_interval=50)            # a progress line in train.log every this many steps (0: none)
 seed = 0
 device = 'auto'
