@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 # CheckpointError is defined in hub.py (the one module below this one) and raised by everything here
+from .errors import OS_FAILURES, write_failure
 from .hub import CheckpointError, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,12 @@ def load_file(path: str | os.PathLike, *, allow_pickle: bool = False, map_locati
         raise CheckpointError(f'{path}: refused to load, the file needs the pickled global {found.group(1)}; '
                               'weights-only loading allows tensors and plain data. If you trust this file, pass '
                               'allow_pickle=True (--allow-pickle on the command line)') from None
-    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as e:
+    except OSError as e:
+        if e.errno in OS_FAILURES:  # the file system's failure, not the file's (permission, I/O error, ...)
+            raise CheckpointError(f'{path}: cannot be read: {OS_FAILURES[e.errno][0]}') from None
+        raise CheckpointError(f'{path}: not a readable torch checkpoint ({_first_line(e)}; {size} bytes: '
+                              'truncated or damaged?)') from None
+    except (RuntimeError, EOFError, ValueError, IndexError, KeyError) as e:
         # EOFError of a truncated legacy file has no message; an unpickler can fail with IndexError/KeyError
         # on damaged opcodes.
         raise CheckpointError(f'{path}: not a readable torch checkpoint ({_first_line(e)}; {size} bytes: '
@@ -114,12 +120,14 @@ def _is_loaded_global(name: str) -> bool:
 def save_file(obj: Any, path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then rename over `path`.
 
-    A crash at any point leaves either the previous file or the new one, never a truncated one.
+    A crash at any point leaves either the previous file or the new one, never a truncated one. A write that
+    fails (full disk, read-only, torch's zip writer failing) ends in a WriteError naming `path` (errors.py).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
         with os.fdopen(fd, 'wb') as f:
             if path.suffix == '.safetensors':
                 from safetensors.torch import save as save_safetensors
@@ -135,9 +143,12 @@ def save_file(obj: Any, path: str | os.PathLike) -> Path:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        failure = write_failure(e, path)  # the file is known here, not where torch or the OS raised
+        if failure is not None:
+            raise failure from None
         raise
     return path
 

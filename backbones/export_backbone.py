@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import timm
 
 from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, architecture_of, check_fits, load_file,
                          official_to_timm_name, save_file, select_weights)
+from .errors import one_line_errors
 
 _PREFIXES = ('module.', '_orig_mod.')
 
@@ -321,8 +321,9 @@ def main(argv=None) -> None:
         p.error('give either DST (a file) or --hub-dir DIR')
     common = dict(model_name=args.model, weights=args.weights, overwrite=args.overwrite,
                   allow_pickle=args.allow_pickle)
-    out = args.hub_dir or args.dst
-    try:
+    # a refused source exits 2 (nothing was written); a file system failure (full, read-only) exits 1: the atomic
+    # writes leave no partial output (backbones/errors.py decides the line)
+    with one_line_errors(exit_codes={CheckpointError: 2}):
         if args.hub_dir:
             info = export_hub_folder(args.src, args.hub_dir, **common)
             print(f'wrote {args.hub_dir}: config.json ({info["architecture"]}, {info["num_classes"]} classes'
@@ -330,11 +331,6 @@ def main(argv=None) -> None:
                   + f'), model.safetensors ({args.weights}), README.md')
             return
         info = export_backbone(args.src, args.dst, keep_head=args.keep_head, **common)
-    except CheckpointError as e:  # refused before anything was written
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:  # e.g. a read-only or full disk; the atomic writes leave no partial output
-        sys.exit(f'error: {out}: could not be written ({e.strerror or e})')
     shape = ', '.join(f'{k}={v!r}' for k, v in info['model_args'].items())
     print(f'wrote {args.dst}: {info["tensors"]} tensors of {info["model_name"]}({shape}), {args.weights} '
           f'({info["dropped"]} head tensors dropped)')

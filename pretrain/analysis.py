@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import backbones
+from backbones.errors import one_line_errors
 from pretrain import data as data_lib
 from pretrain.config import DEVICE, OneLineErrorParser, add_common_args, check_flag_minimums
 from pretrain.plots import plot_block_ablation, plot_submodels
@@ -145,16 +145,14 @@ def main(argv=None) -> Dict[str, dict]:
         p.error('--labels needs one name per checkpoint')
     device = torch.device(args.device)
     results = {}
-    try:
+    with one_line_errors():  # a refused checkpoint or data, an unwritable --output-dir: one line (errors.py)
         for label, path in zip(labels, args.checkpoints):
             model, cfg = load_trained(path, overrides, args.allow_pickle)
             loader = val_loader(cfg, args.max_images, args.batch_size, args.num_workers)
             depth = len(model.blocks)
             results[label] = analyse(model.to(device), loader, device, args.min_blocks or (depth + 1) // 2,
                                      args.draws, not args.no_single_block)
-    except (backbones.CheckpointError, data_lib.DataError, ValueError) as e:
-        sys.exit(f'error: {e}')
-    print(write_report(results, Path(args.output_dir)))
+        print(write_report(results, Path(args.output_dir)))
     print(f'wrote {args.output_dir}/submodels.{{md,json,png}}')
     return results
 

@@ -41,8 +41,8 @@ class Training:
     def __call__(self) -> dict:
         import submitit
         from pretrain.config import parse
-        from pretrain.engine import run
-        from pretrain.engine.preemption import Preempted, also_stop_on
+        from pretrain.engine.command import run_command
+        from pretrain.engine.preemption import also_stop_on
 
         env = submitit.JobEnvironment()
         job = env.job_id.split('_')[0]  # array jobs: <job>_<task>
@@ -53,13 +53,12 @@ class Training:
         also_stop_on(env._usr_sig())  # ... called below once the engine has saved its position
         resume = [] if '--resume' in self.argv else ['--resume']  # a first start or a requeue: the same command
         cfg = parse(self.argv + resume, task=self.task, name_flag=TASKS[self.task][0])
-        self.prepare(cfg)
-        try:
-            return run(cfg)
-        except Preempted as e:
+
+        def on_preempted(e):
             if callable(requeue) and e.signum != signal.SIGINT:
                 requeue(e.signum, None)  # rank 0 requeues and exits; the others end here
-            sys.exit(e.exit_code)
+        # the job's failures end in one line in its log, as pretrain/train.py's do (backbones/errors.py)
+        return run_command(cfg, self.prepare, on_preempted=on_preempted)
 
     def checkpoint(self):
         import submitit
@@ -87,6 +86,7 @@ def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Call
          description: str = __doc__.splitlines()[0]) -> None:
     """The launcher of `task`: pretraining here, fine-tuning with transfer/submit.py's task and prepare."""
     name_flag, entry = TASKS[task]
+    from backbones.errors import one_line_errors
     from pretrain.config import OneLineErrorParser, check_flag_minimums, parse
     p = OneLineErrorParser(description=description,
                                 epilog=f'Other flags ({name_flag}, --data-path, --output-dir, --cfg-options ...) are '
@@ -113,14 +113,15 @@ def main(argv: Optional[List[str]] = None, task: str = 'pretrain', prepare: Call
     if not args.partition.strip():
         p.error('--partition: expected the name of a SLURM partition')
     cfg, flags = parse(rest, task=task, name_flag=name_flag, return_args=True)  # bad: exit 2 first
-    prepare(cfg)
-    if flags.dry_run:  # what the job would run (method, LR, batches, GPU-hours), nothing submitted
-        from pretrain.dry_run import dry_run
-        cfg.dry_run.gpus = args.nodes * args.gpus_per_node  # the job's world size, not the config's guess
-        print(dry_run(cfg, gpus_from='--nodes x --gpus-per-node'))
-        return
-    folder = Path(args.job_dir or Path(cfg.output_dir) / 'submitit')
-    job = build_executor(args, folder).submit(Training(rest, task, prepare))
+    with one_line_errors():  # what prepare refuses (no data, a missing checkpoint) ends here, before submitting
+        prepare(cfg)
+        if flags.dry_run:  # what the job would run (method, LR, batches, GPU-hours), nothing submitted
+            from pretrain.dry_run import dry_run
+            cfg.dry_run.gpus = args.nodes * args.gpus_per_node  # the job's world size, not the config's guess
+            print(dry_run(cfg, gpus_from='--nodes x --gpus-per-node'))
+            return
+        folder = Path(args.job_dir or Path(cfg.output_dir) / 'submitit')
+        job = build_executor(args, folder).submit(Training(rest, task, prepare))
     print(f'submitted job {job.job_id}: {args.nodes} node(s) x {args.gpus_per_node} GPU(s), output {cfg.output_dir}, '
           f'logs {folder}')
 

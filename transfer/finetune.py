@@ -17,6 +17,7 @@ from typing import Optional
 
 import backbones
 from backbones import CheckpointError
+from pretrain import data as data_lib
 from pretrain.config import parse
 from pretrain.engine import TrainingError
 from pretrain.engine.command import run_command
@@ -45,9 +46,13 @@ def resolve_model(cfg, ckpt, path) -> None:
                                       "checkpoint's")
         if m.get('drop_path_rate') is None and stored.get('drop_path_rate') is not None:
             m.drop_path_rate = stored['drop_path_rate']
+    if m.get('name') is None and path:
+        raise TrainingError(f'{path} does not name its architecture; pass --model NAME (e.g. vit_b) and the shape '
+                            'keys it was trained with')
     if m.get('name') is None:
-        source = f'{path} does not name its architecture' if path else 'no --finetune (or --resume) checkpoint given'
-        raise TrainingError(f'{source}; pass --model NAME (e.g. vit_b) and the shape keys it was trained with')
+        raise TrainingError('nothing to fine-tune: pass --finetune CHECKPOINT (the pretrained model to start from, '
+                            'e.g. outputs/demo/pretrain/checkpoint.pth), or --model NAME (e.g. vit_b) to train from '
+                            'scratch')
     if m.get('drop_path_rate') is None:
         raise TrainingError(f'model.drop_path_rate=None and {path or "no checkpoint"} does not state its rate; '
                             'set model.drop_path_rate (configs/_base_/transfer.py has 0.05)')
@@ -61,16 +66,19 @@ def _resume_path(cfg) -> Optional[str]:
     return resume
 
 
-def prepare(cfg) -> None:
-    """Default output folder, and the architecture from the checkpoint we start from: --finetune, else --resume
-    (e.g. `--eval --resume`). The engine then refuses a checkpoint that does not fit and resets a head of the
-    right size trained on other classes (`reset_head`)."""
+def prepare(cfg) -> data_lib.Splits:
+    """In the order a user fixes things: the data (read here, returned to the engine), then the architecture
+    from the checkpoint we start from (--finetune, else --resume, e.g. `--eval --resume`), and the default output
+    folder. The engine then refuses a checkpoint that does not fit and resets a head of the right size trained on
+    other classes (`reset_head`)."""
+    splits = data_lib.build_splits(cfg.data)
     if not cfg.output_dir:
         cfg.output_dir = str(Path('outputs') / f'transfer_{Path(cfg.config_file).stem}')
     source = cfg.finetune or _resume_path(cfg)
     # memory-mapped: only the few entries we look at are read from disk
     ckpt = backbones.load_file(source, allow_pickle=cfg.allow_pickle, mmap=True) if source else None
     resolve_model(cfg, ckpt, source)
+    return splits
 
 
 def finetune(argv=None) -> dict:

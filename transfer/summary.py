@@ -13,11 +13,11 @@ the current folder when several are given).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from backbones.errors import one_line_errors
 from pretrain.config import OneLineErrorParser
 
 DATASETS = ('cifar10', 'cifar100', 'flowers', 'cars', 'inat18', 'inat19')
@@ -194,16 +194,14 @@ def main(argv=None) -> List[Run]:
     p.add_argument('runs', nargs='+', help='run folders (with log.jsonl) or folders holding them')
     p.add_argument('--markdown', help='where to write the markdown table (default: see above)')
     args = p.parse_args(argv)
-    try:
+    with one_line_errors():  # an unreadable run, an unwritable --markdown: one line (backbones/errors.py)
         runs = find_runs(args.runs)
-    except (SummaryError, OSError) as e:
-        sys.exit(f'error: {e}')
-    header, rows = build_table(runs)
-    print(to_text(header, rows))
-    single = Path(args.runs[0])
-    default = (single if len(args.runs) == 1 and not (single / 'log.jsonl').is_file() else Path('.'))
-    md = Path(args.markdown) if args.markdown else default / 'transfer_summary.md'
-    md.write_text(to_markdown(header, rows, runs))
+        header, rows = build_table(runs)
+        print(to_text(header, rows))
+        single = Path(args.runs[0])
+        default = (single if len(args.runs) == 1 and not (single / 'log.jsonl').is_file() else Path('.'))
+        md = Path(args.markdown) if args.markdown else default / 'transfer_summary.md'
+        md.write_text(to_markdown(header, rows, runs))
     print(f'\nmarkdown written to {md}')
     return runs
 

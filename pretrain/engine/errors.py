@@ -1,7 +1,9 @@
-"""The exceptions the engine raises for a run that cannot go on."""
+"""The exceptions the engine raises for a run that cannot go on; how every failure ends a process (one line and
+an exit code, or a traceback for a bug) is decided in one place, backbones/errors.py."""
+from backbones.errors import Refusal
 
 
-class TrainingError(RuntimeError):
+class TrainingError(Refusal, RuntimeError):
     """A run that cannot go on (bad settings, non-finite loss, too many unreadable images): exit 1."""
 
 

@@ -27,13 +27,13 @@ def setup_logging(output_dir: Optional[Path], is_main: bool) -> None:
     logging.captureWarnings(True)  # Python warnings go to train.log too
 
 
-def log_error_to_file(message: str) -> None:
-    """Write an error line to train.log only (the terminal gets it once, from the entry point)."""
-    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), None)
-    for h in logging.getLogger().handlers:
-        if isinstance(h, logging.FileHandler):
-            h.handle(record)
-            h.flush()
+def close_file_logs(folder: Path) -> None:
+    """Close and detach the log files written into `folder` (train.log of a refused run, about to be removed)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder.resolve():
+            root.removeHandler(handler)
+            handler.close()
 
 
 def flush_logs() -> None:

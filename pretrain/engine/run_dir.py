@@ -13,8 +13,10 @@ says whose lock it took over.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -23,7 +25,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .errors import TrainingError
 
@@ -31,14 +33,10 @@ logger = logging.getLogger('cosub')
 
 # What makes a folder an earlier run: a checkpoint or a log of epochs.
 RUN_FILES = ('checkpoint.pth', 'log.jsonl')
-# errno values that mean "this folder cannot take our files", answered with one line instead of a traceback
-UNWRITABLE = {errno.EACCES: 'permission denied', errno.EROFS: 'read-only file system',
-              errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
-              errno.ENOTDIR: 'a part of the path is a file, not a folder',
-              errno.EEXIST: 'a file of that name is in the way, not a folder'}
-
-
-LOCK_FILE = '.lock'  # never moved by --overwrite, never deleted (see RunDirLock.release)
+LOCK_FILE = '.lock'  # never moved by --overwrite, never deleted (see RunDirLock.release) but by a refused run
+# What a run writes into its folder before it is accepted (prepare_output_dir, setup_logging): a refused run
+# removes the ones it created (nothing_left_if_refused)
+EARLY_FILES = (LOCK_FILE, 'train.log')
 
 
 class OutputDirError(TrainingError):
@@ -49,12 +47,6 @@ class OutputDirError(TrainingError):
 
 def earlier_run(out: Path) -> list:
     return [name for name in RUN_FILES if (out / name).is_file() and (out / name).stat().st_size > 0]
-
-
-def unwritable_message(e: OSError, what: str = '') -> str:
-    where = e.filename or what
-    advice = 'free space or choose' if e.errno in (errno.ENOSPC, errno.EDQUOT) else 'choose'
-    return f'cannot write {where}: {UNWRITABLE.get(e.errno, e.strerror)}; {advice} another --output-dir'
 
 
 def prepare_output_dir(out: Path, *, resume, overwrite: bool, eval_only: bool,
@@ -83,23 +75,19 @@ def prepare_output_dir(out: Path, *, resume, overwrite: bool, eval_only: bool,
 
 
 def _prepare(out: Path, found: list, overwrite: bool) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        if found and overwrite:
-            previous = out / time.strftime('previous-%Y%m%dT%H%M%SZ', time.gmtime())
-            previous.mkdir()
-            for entry in out.iterdir():
-                if entry != previous and not entry.name.startswith('previous-') and entry.name != LOCK_FILE:
-                    shutil.move(str(entry), str(previous / entry.name))
-            logger.info('--overwrite: the earlier run in %s moved to %s', out, previous)
-        for tmp in list(out.glob('*.tmp')) + list(out.glob('.*.tmp')):  # a write a kill interrupted
-            tmp.unlink()
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        if e.errno in UNWRITABLE:
-            raise TrainingError(unwritable_message(e, str(out))) from None
-        raise
+    """A folder that cannot take our files fails here with the OSError naming it (one line: backbones/errors.py)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if found and overwrite:
+        previous = out / time.strftime('previous-%Y%m%dT%H%M%SZ', time.gmtime())
+        previous.mkdir()
+        for entry in out.iterdir():
+            if entry != previous and not entry.name.startswith('previous-') and entry.name != LOCK_FILE:
+                shutil.move(str(entry), str(previous / entry.name))
+        logger.info('--overwrite: the earlier run in %s moved to %s', out, previous)
+    for tmp in list(out.glob('*.tmp')) + list(out.glob('.*.tmp')):  # a write a kill interrupted
+        tmp.unlink()
+    with tempfile.TemporaryFile(dir=out):
+        pass
 
 
 class RunDirLock:
@@ -163,13 +151,8 @@ def lock_run_dir(out: Path) -> RunDirLock:
     """Take `<out>/.lock` (creating `out`), without waiting: OutputDirError (exit 2) naming the folder and the
     holder's pid when another live run holds it. Writes this run's pid, host and start time into the file."""
     path = out / LOCK_FILE
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        f = open(path, 'a+')  # not 'w': the holder's record must survive our open
-    except OSError as e:
-        if e.errno in UNWRITABLE:
-            raise TrainingError(unwritable_message(e, str(out))) from None
-        raise
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(path, 'a+')  # not 'w': the holder's record must survive our open
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -202,3 +185,58 @@ def append_line(path: Path, line: str) -> None:
         f.write(line + '\n')
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def nothing_left_if_refused(out: Optional[Path]) -> Iterator[None]:
+    """Around everything a run does before it is accepted (its folder, lock and train.log are made first, then
+    its data, model and checkpoint are read): when that raises, remove what this run created there, and the
+    folders it made if they are empty then. An earlier run's files (those there before, or moved aside by
+    --overwrite) are never touched; a file is this run's when it was absent before or is another file now."""
+    if out is None:
+        yield
+        return
+    made = list(itertools.takewhile(lambda p: not p.exists(), [out, *out.parents]))  # innermost first
+    before = {name: _inode(out / name) for name in EARLY_FILES}
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):  # the refusal is what the user must read, not a failed clean-up
+            _remove_refused(out, made, before)
+        raise
+
+
+def _remove_refused(out: Path, made: list, before: dict) -> None:
+    from .logs import close_file_logs
+    close_file_logs(out)
+    if any(_inode(out / name) not in (None, before[name]) for name in EARLY_FILES):
+        if not _remove_ours(out, before):
+            return  # another run holds the folder now: all of it is theirs
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): the folders above hold something too
+            return
+
+
+def _inode(path: Path) -> Optional[int]:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def _remove_ours(out: Path, before: dict) -> bool:
+    """Delete the files of EARLY_FILES that are not those of `before` {name: inode}, holding the folder's lock
+    (so that no run starting now loses its files); False when another run holds it. The lock file goes last,
+    still locked: a run that opened it a moment before finds it locked and is refused, as during our run."""
+    try:
+        f = open(out / LOCK_FILE, 'a+')
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    with f:
+        for name in sorted(EARLY_FILES, key=lambda name: name == LOCK_FILE):
+            if _inode(out / name) != before[name]:
+                (out / name).unlink()
+    return True
