@@ -11,9 +11,13 @@ import importlib.util
 import os
 import re
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 from mmengine.config import Config, DictAction
+
+from backbones.esd import MODES, SCHEDULES
+from pretrain.cosub import KD_TARGETS, LOSSES
+from pretrain.data.loader import BACKENDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,89 +78,227 @@ def find_config(name: str, task: str = 'pretrain') -> Path:
                             '(or a path to a .py file)')
 
 
-# flag -> config key it sets
-FLAG_KEYS = {
-    'data_path': 'data.path', 'output_dir': 'output_dir', 'epochs': 'epochs', 'batch_size': 'batch_size',
-    'model': 'model.name', 'input_size': 'input_size', 'device': 'device', 'finetune': 'finetune',
-    'resume': 'resume', 'seed': 'seed', 'num_workers': 'data.num_workers', 'method': 'method',
-    'teacher': 'kd.teacher', 'teacher_model': 'kd.teacher_model',
+# -- the settings, described once ---------------------------------------------------------------------------------
+# SETTINGS says, for the keys a run reads, what each one takes and what it does. The command-line checks
+# (validate_overrides, check_values), the flags' --help and --help-config are read from it; the code that runs
+# trusts the values it lets through.
+class ConfigError(ValueError):
+    """A command-line key or value the config does not allow; the message names it and what was expected."""
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class Rule(NamedTuple):
+    """The values of a key: of `type`, and those `fits` accepts. None only where `none` says what it means."""
+    type: type
+    fits: Callable[[Any], bool]
+    expected: Union[str, Callable[[], str]]  # what a refusal says was expected; a function: read when shown
+    none: str = ''
+    why: str = ''                            # said before what was expected, where a range alone is not clear
+
+    def says(self) -> str:
+        text = self.expected() if callable(self.expected) else self.expected
+        return text + (f' (or None: {self.none})' if self.none else '')
+
+
+def _range(test, expected: str, whole: bool = False, **kwargs) -> Rule:
+    return Rule(int if whole else float, lambda v: _number(v) and (not whole or v == int(v)) and test(v), expected,
+                **kwargs)
+
+
+def _numbers(count: int, test, expected: str) -> Rule:
+    return Rule(list, lambda v: isinstance(v, (list, tuple)) and len(v) == count and all(map(_number, v)) and test(v),
+                expected)
+
+
+def one_of(values: Union[tuple, Callable[[], Iterable[str]]]) -> Rule:
+    """A string among `values`, or among what the function `values` gives when a value is checked."""
+    get = values if callable(values) else lambda: values
+    return Rule(str, lambda v: v in get(), lambda: 'one of ' + ', '.join(get()))
+
+
+def _methods():
+    from pretrain.methods import METHODS  # the registered methods (pretrain/methods.py), read when checked
+    return METHODS
+
+
+def _compile_modes():
+    from pretrain.engine.distributed import COMPILE_MODES
+    return COMPILE_MODES
+
+
+COUNT = _range(lambda v: v >= 1, 'a whole number >= 1', whole=True)
+WHOLE = _range(lambda v: v >= 0, 'a whole number >= 0', whole=True)
+POSITIVE = _range(lambda v: v > 0, 'a positive number')
+NON_NEGATIVE = _range(lambda v: v >= 0, 'a number >= 0')
+PROBABILITY = _range(lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
+WEIGHT = _range(lambda v: 0 <= v <= 1, 'a weight in [0, 1] (1: the label alone)')
+BELOW_ONE = _range(lambda v: 0 <= v < 1, 'a number in [0, 1)')
+FRACTION = _range(lambda v: 0 < v <= 1, 'a number in (0, 1]')
+DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
+DIGIT_CLASSES = range(10)  # scikit-learn's digits
+
+# key -> (the values it takes, or None: any value of the type of its value in the config files; what it does).
+# A value outside them would crash deep inside timm / torch (epochs -1: timm's `assert t_initial > 0`;
+# eval_interval 0: a division by zero after the first epoch) or, worse, train something else than asked with exit
+# 0 (optimizer.lr=0 falls back to the computed LR; clip_grad=0 clips nothing; BCE with label smoothing).
+SETTINGS = {
+    'epochs': (COUNT, 'training epochs'),
+    'batch_size': (COUNT, 'global batch size (kept the same on any number of GPUs)'),
+    'micro_batch_size': (COUNT._replace(none='batch_size / number of GPUs'),
+                         'batch per device and step; smaller than that: gradient accumulation'),
+    'eval_batch_size': (COUNT._replace(none='twice the training micro-batch'), 'evaluation batch per device'),
+    'input_size': (_range(lambda v: v >= 1, 'a positive whole number of pixels', whole=True),
+                   'training and evaluation resolution'),
+    'device': (Rule(str, lambda v: isinstance(v, str) and DEVICE.fullmatch(v), 'auto, cpu, cuda or cuda:N (a GPU index)'),
+               'where to run (auto: a GPU when there is one)'),
+    'seed': (WHOLE, 'seed of the initialisation, the data order and the augmentations'),
+    'output_dir': (None, 'where log.jsonl, checkpoints and plots go'),
+    'resume': (None, 'resume from the latest checkpoint in --output-dir (auto), or from the given checkpoint'),
+    'finetune': (None, 'initialise the model from this checkpoint (ours, DeiT III or timm; a file, '
+                       'hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>)'),
+    'eval_only': (None, 'only evaluate (--resume or --finetune gives the weights)'),
+    'overwrite': (None, 'the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
+                        'and start afresh (without it, or --resume, such a run is refused)'),
+    'allow_pickle': (None, 'allow checkpoints that need pickled code (only for files you trust)'),
+    'model.name': (None, 'architecture (ours: vit_t ... vit_h, or any timm model)'),
+    'model.num_classes': (COUNT._replace(none='from the data'), 'classes of the head'),
+    'model.drop_path_rate': (BELOW_ONE._replace(none="the fine-tuned checkpoint's"),
+                             'stochastic depth rate tau (supplement Table A.1)'),
+    'model.drop_path_mode': (one_of(MODES), "'esd': efficient stochastic depth; 'mask': timm-style masking"),
+    'model.drop_path_schedule': (one_of(SCHEDULES), 'drop rate over depth: the same for every block, or linear'),
+    'method': (Rule(str, lambda v: v in _methods(), lambda: 'one of ' + ', '.join(
+        f'{name} {cls.row}' for name, cls in _methods().items())), 'the training strategy of cosub Table 4'),
+    'cosub.num_submodels': (_range(lambda v: v >= 2, 'a whole number >= 2', whole=True,
+                                   why='co-training needs at least 2 submodels (--method baseline trains without '
+                                       'them)'), 'submodels per image (eq. 2; supplement D: more)'),
+    'cosub.lam': (WEIGHT, 'eq. 2 lambda, for cosub and kd_cosub'),
+    'kd.teacher': (None, 'the pre-trained teacher of --method kd / kd_cosub (a file, hf-hub:<owner>/<repo> or '
+                         'local-dir:<folder>; ours, official DeiT or timm)'),
+    'kd.teacher_model': (None, "the teacher's architecture, where its file names none (ours or a timm name)"),
+    'kd.lam': (WEIGHT, "KD's weight of the label"),
+    'kd.target': (one_of(KD_TARGETS), "the teacher's argmax as a label (hard) or its probabilities (soft)"),
+    'kd.temperature': (POSITIVE, 'soft KD temperature (DeiT --distillation-tau)'),
+    'mean_teacher.lam': (WEIGHT, "the mean teacher's weight of the label"),
+    'mean_teacher.decay': (_range(lambda v: 0 <= v < 1, 'a number in [0, 1), e.g. 0.9999'), 'EMA decay per step'),
+    'cotrain.lam': (WEIGHT, "co-training's weight of the label"),
+    'data.path': (None, 'dataset root'),
+    'data.num_workers': (WHOLE, 'loader processes per GPU'),
+    'data.backend': (one_of(BACKENDS), "who decodes and crops: 'pil' (loader workers) or 'dali' (the GPU)"),
+    'data.repeated_aug': (COUNT, 'repeated augmentation: augmented copies of each image per epoch'),
+    'data.max_bad_fraction': (PROBABILITY, 'the share of unreadable images skipped before the run stops'),
+    'data.eval_crop_ratio': (FRACTION, 'the centre crop kept at evaluation'),
+    'data.num_train_images': (COUNT._replace(none='unknown'), "training images, for --dry-run's steps per epoch"),
+    'data.mean': (_numbers(3, lambda v: True, '3 numbers, one per RGB channel'), 'normalisation mean'),
+    'data.std': (_numbers(3, lambda v: min(v) > 0, '3 positive numbers, one per RGB channel'), 'normalisation std'),
+    'data.classes': (Rule(list, lambda v: isinstance(v, (list, tuple)) and 0 < len(set(map(str, v))) == len(v),
+                          'a non-empty list, each class once', none='all of them'), 'the classes trained on'),
+    'data.train_transform.hflip': (PROBABILITY, 'horizontal flip probability'),
+    'data.train_transform.color_jitter': (NON_NEGATIVE, 'colour jitter strength (0: none)'),
+    'data.train_transform.rrc_scale': (_numbers(2, lambda v: 0 < v[0] <= v[1] <= 1, '[low, high] with 0 < low <= '
+                                                'high <= 1 (the share of the image kept)'), 'RandomResizedCrop scale'),
+    'mixup.mixup_alpha': (NON_NEGATIVE, 'mixup alpha (0: no mixup)'),
+    'mixup.cutmix_alpha': (NON_NEGATIVE, 'cutmix alpha (0: no cutmix)'),
+    'mixup.prob': (PROBABILITY, 'probability of mixing a batch'),
+    'mixup.switch_prob': (PROBABILITY, 'probability of cutmix rather than mixup when both are on'),
+    'loss.type': (one_of(LOSSES), "'bce': binary cross-entropy (DeiT III, ImageNet-1k); 'ce': cross-entropy"),
+    'loss.label_smoothing': (BELOW_ONE, 'label smoothing (none with BCE)'),
+    'optimizer.lr': (POSITIVE._replace(none='base_lr scaled with the batch'), 'learning rate (eq. A.1 / A.2)'),
+    'optimizer.base_lr': (POSITIVE, 'the learning rate at base_batch_size'),
+    'optimizer.base_batch_size': (COUNT, 'the batch size base_lr is given for'),
+    'optimizer.weight_decay': (NON_NEGATIVE, 'weight decay'),
+    'optimizer.momentum': (BELOW_ONE._replace(none="the optimizer's default"), 'SGD momentum'),
+    'optimizer.eps': (POSITIVE._replace(none="the optimizer's default"), "the optimizer's epsilon"),
+    'optimizer.clip_grad': (Rule(float, lambda v: _number(v) and v > 0, 'a positive gradient norm', none='no clipping'),
+                            'the largest global gradient norm'),
+    'optimizer.layer_decay': (FRACTION._replace(none='off'), 'LayerDecay LD (fine-tuning; supplement Table A.1)'),
+    'optimizer.layer_decay_lr_mult': (POSITIVE, 'C_LD of supplement eq. A.2: the LR factor with layer_decay'),
+    'optimizer.only': (Rule(list, lambda v: isinstance(v, (list, tuple)), 'a list of parts of parameter names',
+                            none='all of them'), 'train only the parameters whose names hold one of these'),
+    'schedule.warmup_epochs': (WHOLE, 'linear warm-up epochs'),
+    'schedule.warmup_lr': (NON_NEGATIVE, 'the learning rate the warm-up starts at'),
+    'schedule.min_lr': (NON_NEGATIVE, 'the learning rate the cosine ends at'),
+    'train.checkpoint_interval': (COUNT, 'epochs between checkpoints'),
+    'train.eval_interval': (COUNT, 'epochs between evaluations'),
+    'train.checkpoint_steps': (WHOLE, 'steps between mid-epoch checkpoints (0: none)'),
+    'train.log_interval': (WHOLE, 'steps between progress lines in train.log (0: none)'),
+    'train.compile_mode': (one_of(_compile_modes), "torch.compile's mode (with train.compile=True)"),
+    'dry_run.gpus': (COUNT, '--dry-run: GPUs to split the batch over'),
 }
 
 
-def _flag(*names, **kwargs):
-    return names, kwargs
+def describe_config(cfg: Config) -> str:
+    """Every key of `cfg`: its value, and from SETTINGS what it does and the values it takes (--help-config)."""
+    lines = []
+    for key, value in _flatten(cfg.to_dict()).items():
+        rule, text = SETTINGS.get(key, (None, ''))
+        if not isinstance(value, dict):
+            lines.append(f'{key} = {value!r}' + (f'  # {text}' if text else '') + (f'; {rule.says()}' if rule else ''))
+    return '\n'.join(lines)
 
 
+# -- the command line ---------------------------------------------------------------------------------------------
 # The flags every entry point shares (pretrain/train.py, transfer/finetune.py, pretrain/submit.py; some of them
-# pretrain/analysis.py): each sets a config key (FLAG_KEYS, load_config), so its default is the config's.
-COMMON_FLAGS = [
-    _flag('--data-path', help='dataset root (config key data.path)'),
-    _flag('--output-dir', help='where log.jsonl, checkpoints and plots go'),
-    _flag('--resume', nargs='?', const='auto',
-          help='resume from the latest checkpoint in --output-dir, or from the given checkpoint'),
-    _flag('--finetune', '--pretrained', dest='finetune',
-          help='initialise the model from this checkpoint (ours, DeiT III or timm; a file, '
-               'hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>)'),
-    _flag('--epochs', type=int),
-    _flag('--batch-size', type=int, help='global batch size (kept the same on any number of GPUs)'),
-    _flag('--model', help='architecture name (ours: vit_t ... vit_h, or any timm model)'),
-    _flag('--input-size', type=int, help='training and evaluation resolution'),
-    _flag('--device', help="'cuda', 'cpu' or 'auto' (default)"),
-    _flag('--seed', type=int),
-    _flag('--num-workers', type=int),
-    _flag('--no-cosub', action='store_true', help='train the DeiT III baseline (no co-training): --method baseline'),
-    _flag('--method', help='the training strategy of cosub Table 4: cosub (default), baseline, kd, mean_teacher, '
-                           'cotrain or kd_cosub (pretrain/methods.py)'),
-    _flag('--teacher', help='the pre-trained teacher of --method kd / kd_cosub (a file, hf-hub:<owner>/<repo> or '
-                            'local-dir:<folder>; ours, official DeiT or timm)'),
-    _flag('--teacher-model', help="the teacher's architecture, where its file names none (ours or a timm name)"),
-    _flag('--eval', action='store_true', help='only evaluate (--resume or --finetune gives the weights)'),
-    _flag('--overwrite', action='store_true',
-          help='the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
-               'and start afresh (without it, or --resume, such a run is refused)'),
-    _flag('--dry-run', action='store_true',
-          help='print what the config will do (LR, batches, steps, estimated GPU-hours) and exit'),
-    _flag('--allow-pickle', action='store_true',
-          help='allow checkpoints that need pickled code (only for files you trust)'),
-    _flag('--cfg-options', nargs='+', action=DictAction, default={},
-          help='override config keys, e.g. optimizer.weight_decay=0.05 model.drop_path_rate=0.3'),
+# pretrain/analysis.py): (names, the config key it sets or None, argparse arguments). A flag that sets a key takes
+# its help and number type from SETTINGS; it is None unless given, so the key keeps its config value.
+STORE = dict(action='store_true', default=None)
+FLAGS = [
+    (('--data-path',), 'data.path', {}), (('--output-dir',), 'output_dir', {}),
+    (('--resume',), 'resume', dict(nargs='?', const='auto')),
+    (('--finetune', '--pretrained'), 'finetune', {}),
+    (('--epochs',), 'epochs', {}), (('--batch-size',), 'batch_size', {}), (('--model',), 'model.name', {}),
+    (('--input-size',), 'input_size', {}), (('--device',), 'device', {}), (('--seed',), 'seed', {}),
+    (('--num-workers',), 'data.num_workers', {}),
+    (('--method',), 'method', {}),  # before --no-cosub: a refusal of both names --method's value
+    (('--no-cosub',), 'method', dict(action='store_const', const='baseline',
+                                     help='train the DeiT III baseline (no co-training): --method baseline')),
+    (('--teacher',), 'kd.teacher', {}), (('--teacher-model',), 'kd.teacher_model', {}),
+    (('--eval',), 'eval_only', STORE), (('--overwrite',), 'overwrite', STORE),
+    (('--allow-pickle',), 'allow_pickle', STORE),
+    (('--dry-run',), None, dict(action='store_true',
+                                help='print what the config will do (LR, batches, steps, estimated GPU-hours) and exit')),
+    (('--cfg-options',), None, dict(nargs='+', action=DictAction, default={},
+                                    help='override config keys, e.g. optimizer.weight_decay=0.05 '
+                                         'model.drop_path_rate=0.3 (--help-config lists them)')),
 ]
+FLAG_KEYS = {names[0][2:].replace('-', '_'): key for names, key, _ in FLAGS if key}  # dest -> config key
 
 
 def add_common_args(parser: argparse.ArgumentParser,
                     only: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
-    """Add COMMON_FLAGS to `parser`; `only` adds just the named ones, e.g. ('--data-path', '--cfg-options')."""
-    for names, kwargs in COMMON_FLAGS:
+    """Add FLAGS to `parser`; `only` adds just the named ones, e.g. ('--data-path', '--cfg-options')."""
+    for names, key, kwargs in FLAGS:
         if only is None or names[0] in only:
-            parser.add_argument(*names, **kwargs)
+            rule, text = SETTINGS.get(key, (None, ''))
+            derived = dict(help=f'{text} (config key {key}{": " + rule.says() if rule else ""})'.replace('%', '%%'))
+            if rule and rule.type in (int, float) and 'action' not in kwargs:
+                derived['type'] = rule.type
+            parser.add_argument(*names, dest=names[0][2:].replace('-', '_'), **{**derived, **kwargs})
     return parser
 
 
 def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config:
+    """The config file `path`, with the flags and --cfg-options of `args`, checked (ConfigError, one line)."""
     cfg = Config.fromfile(str(path))
+    from_flags = set()
     if args is not None:
-        overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if getattr(args, flag, None) is not None}
-        if getattr(args, 'no_cosub', False):
-            if overrides.get('method', 'baseline') != 'baseline':
-                raise ConfigError(f'--no-cosub with --method {overrides["method"]}: give one of them')
-            overrides['method'] = 'baseline'
-        if getattr(args, 'eval', False):
-            overrides['eval_only'] = True
-        if getattr(args, 'allow_pickle', False):
-            overrides['allow_pickle'] = True
-        if getattr(args, 'overwrite', False):
-            overrides['overwrite'] = True
+        overrides, set_by = {}, {}
+        for dest, key in FLAG_KEYS.items():
+            value = getattr(args, dest, None)
+            if value is None:
+                continue
+            if overrides.get(key, value) != value:
+                raise ConfigError(f'--{dest.replace("_", "-")} with --{set_by[key].replace("_", "-")} {overrides[key]}: '
+                                  'give one of them')
+            overrides[key], set_by[key] = value, dest
         overrides.update(args.cfg_options or {})
-        checked = set(args.cfg_options or {})
-        validate_overrides(cfg, overrides, checked=checked)
+        validate_overrides(cfg, overrides, checked=args.cfg_options or {})
         cfg.merge_from_dict(overrides)
-        check_values(cfg, from_flags=set(overrides) - checked)
-    else:
-        check_values(cfg)
-    if cfg.get('loss') is not None:  # BCE with label smoothing silently trains on all-positive targets
-        from pretrain.cosub import check_loss_config
-        check_loss_config(cfg.loss.type, cfg.loss.label_smoothing)
-    if cfg.get('method') is not None:
+        from_flags = set_by.keys() - set(args.cfg_options or {})
+    check_values(cfg, from_flags)
+    if cfg.get('method') is not None:  # what a range cannot say: a teacher for --method kd
         from pretrain.methods import MethodError, check_method_config
         try:
             check_method_config(cfg)
@@ -191,6 +333,8 @@ def build_parser(description: str = '', task: str = 'pretrain', name_flag: str =
     parser.add_argument(name_flag, dest=dest, default=default, required=default is None,
                         help=f'a {task} config under configs/{subdir + "/" if subdir else ""} '
                              f'({", ".join(list_configs(task))}), or a path to a .py file')
+    parser.add_argument('--help-config', action='store_true',
+                        help="list the config's keys: value, what each does and the values it takes; then exit")
     return add_common_args(parser)
 
 
@@ -203,39 +347,30 @@ def parse(argv: Optional[Sequence[str]] = None, description: str = '', task: str
         path = find_config(getattr(args, name_flag.lstrip('-').replace('-', '_')), task)
     except FileNotFoundError as e:
         parser.error(str(e))
-    from pretrain.cosub import LossConfigError
     try:
         cfg = load_config(path, args)
-    except (LossConfigError, ConfigError) as e:  # one line, exit 2, like any other bad command line
+    except ConfigError as e:  # one line, exit 2, like any other bad command line
         parser.error(str(e))
+    if args.help_config:
+        parser.exit(0, describe_config(cfg) + '\n')
     return (cfg, args) if return_args else cfg
 
 
-# -- validation of the command line's overrides ------------------------------------------------------------------
-class ConfigError(ValueError):
-    """A command-line key or value the config does not allow; the message names it and what was expected."""
-
-
-# Keys whose default is None ("computed", "from the data" or "off") and that take a number or a list: they take
-# None or a value of this type. Every other key takes values of the type of its value in the config files
-# (bool: true/false; int: an integer; float: any number; str: a string, a number is kept as its text;
-# list/tuple: a list), None included for strings and lists (e.g. data.val_split=None). Other None-valued keys
-# (paths, names) take any value: the code that reads them says what is wrong with it.
-OPTIONAL_KEY_TYPES = {
-    'model.num_classes': int, 'model.drop_path_rate': float, 'micro_batch_size': int, 'eval_batch_size': int,
-    'optimizer.lr': float, 'optimizer.layer_decay': float, 'optimizer.only': list,
-    # None in some configs (the optimizer's own default; clip_grad None: no clipping), a number in others
-    'optimizer.clip_grad': float, 'optimizer.eps': float, 'optimizer.momentum': float,
-}
-DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
+# -- the checks, read from SETTINGS --------------------------------------------------------------------------------
 _TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
-               list: 'a list, e.g. key=[a,b]', tuple: 'a list, e.g. key=[a,b]', dict: 'a group of keys'}
+               list: 'a list, e.g. key=[a,b]', tuple: 'a list, e.g. key=[a,b]'}
 
 
-def _label(key: str, value, from_flag: bool) -> str:
-    """How a message names a setting: as the flag the user typed (`--epochs -1`), else as `key=value`."""
-    flag = {key: '--' + flag.replace('_', '-') for flag, key in FLAG_KEYS.items()}.get(key)
-    return f'{flag} {value}' if flag and from_flag else f'{key}={value!r}'
+def _label(key: str, value, flag: Optional[str] = None) -> str:
+    """How a message names a setting: as the flag the user typed (`--epochs -1`), else as `key=value`. A key two
+    flags set (method: --method, --no-cosub) is named as the key."""
+    if flag and list(FLAG_KEYS.values()).count(key) == 1:
+        return f'--{flag.replace("_", "-")} {value}'
+    return f'{key}={value!r}'
+
+
+def _flag_of(key: str, from_flags: Iterable[str]) -> Optional[str]:
+    return next((dest for dest, k in FLAG_KEYS.items() if k == key), None) if key in from_flags else None
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -258,184 +393,104 @@ def _suggestion(key: str, known: Sequence[str]) -> str:
     return f'; did you mean {close[0]}?' if close else ''
 
 
-def _type_error(value, default, key: str):
-    """(None, value to use) when `value` fits the type of `default`, else (what was expected, None)."""
-    expected = OPTIONAL_KEY_TYPES.get(key) if default is None else type(default)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is None:  # a None-valued key outside OPTIONAL_KEY_TYPES: anything
-        return None, value
-    if value is None and (default is None or key in OPTIONAL_KEY_TYPES or expected in (str, list, tuple)):
-        return None, value
-    if expected is bool:
-        return (None, value) if isinstance(value, bool) else (_TYPE_NAMES[bool], None)
-    if expected is int:
-        return (None, value) if number and isinstance(value, int) else (_TYPE_NAMES[int], None)
-    if expected is float:
-        return (None, value) if number else (_TYPE_NAMES[float], None)
-    if expected is str:
-        return (None, value) if isinstance(value, str) else (None, str(value)) if number else (_TYPE_NAMES[str], None)
-    if expected in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return _TYPE_NAMES[list], None
-        items = [v for v in (default or []) if v is not None]
-        numeric = items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
-        if numeric and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return 'a list of numbers', None
-        return None, type(default)(value) if default is not None else value
-    if expected is dict:
-        return _TYPE_NAMES[dict] + f' (set its keys, e.g. {key}.<name>=...)', None
-    return None, value
+def _converted(key: str, value, default, label: str):
+    """`value` as `key` takes it, else ConfigError: of the type of its rule in SETTINGS, or of its value in the
+    config files (a None-valued key without a rule takes anything). None where the rule says what it means, the
+    config's value is None, or the key takes a string or a list. A number for a string key is kept as its text."""
+    rule = SETTINGS.get(key, (None,))[0]
+    kind = rule.type if rule else type(default) if default is not None else None
+    if kind is None or value is None and (default is None or (rule and rule.none) or kind in (str, list, tuple)):
+        return value
+    if kind is str and _number(value):
+        return str(value)
+    if kind in (list, tuple) and isinstance(value, (list, tuple)):
+        items = [v for v in default or [] if v is not None]
+        if not (items and all(map(_number, items))) or all(map(_number, value)):  # numbers where the config has them
+            return type(default)(value) if default is not None else value
+        expected = 'a list of numbers'
+    elif kind is dict:
+        expected = f'a group of keys (set its keys, e.g. {key}.<name>=...)'
+    elif {bool: isinstance(value, bool), int: _number(value) and isinstance(value, int), float: _number(value),
+          str: isinstance(value, str), list: False, tuple: False}.get(kind, True):
+        return value
+    else:
+        expected = _TYPE_NAMES[kind]
+    shown = '' if default is None or isinstance(default, dict) else f' (the config has {key}={default!r})'
+    raise ConfigError(f'{label}: expected {expected}{shown}')
 
 
 def validate_overrides(cfg: Config, overrides: dict, checked: Iterable[str] = ()) -> None:
-    """Refuse, before they are merged, command-line overrides the loaded config does not allow (ConfigError).
+    """Refuse, before they are merged, command-line overrides the loaded config does not allow (ConfigError), and
+    convert the values in place where their type allows (a number for a string key).
 
     - Keys in `checked` (the --cfg-options) must exist in the config: every key a run reads has its default in
       the config files, so an unknown key is a typo (the closest valid key is suggested). One group takes new
       keys: `model.`, whose keys go to the architecture's constructor; a new `model.X` must be an argument of
       the constructor of the model named (backbones.factory.model_arguments). Dataset keys (`data.`) take no
       new names: each dataset's keys are in its config. Keys set by flags (e.g. --eval) need not be in it.
-    - Values must fit the type of the key's value in the config (rule above OPTIONAL_KEY_TYPES).
-    - `device` must be auto, cpu, cuda or cuda:N; the model must accept its arguments and the input size must
-      be a whole number of patches (backbones.factory.check_model_config), all checked without building it.
-    Values are converted in place where the type rule allows (a number for a string key).
+    - Values must be of the type their key takes (_converted). Ranges are check_values', after the merge.
     """
-    from backbones.factory import check_model_config, is_model, list_models, model_arguments
+    from backbones.factory import model_arguments
 
     checked = set(checked)
-    tree = cfg.to_dict()
-    flat = _flatten(tree)
-
-    def label(key: str, value) -> str:
-        return _label(key, value, from_flag=key not in checked)
-
+    flat = _flatten(cfg.to_dict())
     model_name = overrides.get('model.name', flat.get('model.name'))
-    for key in list(overrides):
-        value = overrides[key]
-        if key not in flat:
-            parent = key.rsplit('.', 1)[0] if '.' in key else ''
-            if parent and parent in flat and not isinstance(flat[parent], dict):
-                raise ConfigError(f'{label(key, value)}: {parent} is a value ({flat[parent]!r}), not a group of keys')
-            if key not in checked:
+    for key, value in overrides.items():
+        label = _label(key, value, _flag_of(key, set(overrides) - checked))
+        if key in flat:
+            overrides[key] = _converted(key, value, flat[key], label)
+            continue
+        parent = key.rsplit('.', 1)[0] if '.' in key else ''
+        if parent and parent in flat and not isinstance(flat[parent], dict):
+            raise ConfigError(f'{label}: {parent} is a value ({flat[parent]!r}), not a group of keys')
+        if key not in checked or parent == 'model' and model_name is None:  # the architecture comes from the
+            continue  # checkpoint: create_model refuses an argument its constructor does not take, when it builds it
+        if parent == 'model' and isinstance(model_name, str):
+            allowed = model_arguments(model_name)
+            if allowed is None or key.split('.', 1)[1] in allowed:
                 continue
-            if parent == 'model' and isinstance(model_name, str):
-                allowed = model_arguments(model_name)
-                if allowed is None or key.split('.', 1)[1] in allowed:
-                    continue
-                known = sorted(f'model.{a}' for a in allowed)
-                raise ConfigError(f'{label(key, value)}: model {model_name!r} takes no argument '
-                                  f'{key.split(".", 1)[1]!r}{_suggestion(key, known)}')
-            if parent == 'model' and model_name is None:  # the architecture comes from the checkpoint:
-                continue  # create_model refuses an argument its constructor does not take, when it builds it
-            leaves = sorted(k for k, v in flat.items() if not isinstance(v, dict))
-            raise ConfigError(f'{label(key, value)}: unknown config key{_suggestion(key, leaves)} '
-                              f'(the keys are those of {Path(cfg.filename).name} and the files it inherits)')
-        problem, converted = _type_error(value, flat[key], key)
-        if problem:
-            shown = '' if flat[key] is None or isinstance(flat[key], dict) else f' (the config has {key}={flat[key]!r})'
-            raise ConfigError(f'{label(key, value)}: expected {problem}{shown}')
-        overrides[key] = converted
-
-    def merged(key: str):
-        return overrides.get(key, flat.get(key))
-
-    device = merged('device')
-    if not (isinstance(device, str) and DEVICE.fullmatch(device)):
-        raise ConfigError(f"{label('device', device)}: expected auto, cpu, cuda or cuda:N (a GPU index)")
-    from pretrain.engine.distributed import COMPILE_MODES
-    mode = merged('train.compile_mode')
-    if 'train.compile_mode' in flat and mode not in COMPILE_MODES:
-        raise ConfigError(f"{label('train.compile_mode', mode)}: expected one of {', '.join(COMPILE_MODES)}")
-    size = merged('input_size')
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ConfigError(f'{label("input_size", size)}: expected a positive whole number of pixels')
-    if isinstance(model_name, str):
-        if not is_model(model_name):
-            close = difflib.get_close_matches(model_name, list_models(), n=1)
-            hint = f'did you mean {close[0]}? ' if close else ''
-            raise ConfigError(f'{label("model.name", model_name)}: unknown model; {hint}expected one of '
-                              f'{", ".join(list_models())} or a timm model name')
-        model = {k: v for k, v in tree.get('model', {}).items() if k not in ('name', 'num_classes')}
-        model.update({k.split('.', 1)[1]: v for k, v in overrides.items() if k.startswith('model.')
-                      and k.count('.') == 1 and k not in ('model.name', 'model.num_classes')})
-        try:
-            check_model_config(model_name, model, size)
-        except ValueError as e:
-            raise ConfigError(f'{label("input_size", size) if "input size" in str(e) else "model"}: {e}') from None
-
-
-# -- the values a run can use --------------------------------------------------------------------------------------
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _rule(test, expected: str, whole: bool = False):
-    return (lambda v: _number(v) and (not whole or v == int(v)) and test(v)), expected
-
-
-COUNT = _rule(lambda v: v >= 1, 'a whole number >= 1', whole=True)
-WHOLE = _rule(lambda v: v >= 0, 'a whole number >= 0', whole=True)
-POSITIVE = _rule(lambda v: v > 0, 'a positive number')
-NON_NEGATIVE = _rule(lambda v: v >= 0, 'a number >= 0')
-PROBABILITY = _rule(lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
-BELOW_ONE = _rule(lambda v: 0 <= v < 1, 'a number in [0, 1)')
-FRACTION = _rule(lambda v: 0 < v <= 1, 'a number in (0, 1]')
-
-# Every number a run reads, and the values it can use (None, where a key allows it, is left to the type rule
-# above OPTIONAL_KEY_TYPES). A value outside them would crash deep inside timm / torch (epochs -1: timm's
-# `assert t_initial > 0`; eval_interval 0: a division by zero after the first epoch) or, worse, train something
-# else than asked with exit 0 (optimizer.lr=0 falls back to the computed LR; clip_grad=0 clips nothing).
-VALUE_RULES = {
-    'epochs': COUNT, 'batch_size': COUNT, 'micro_batch_size': COUNT, 'eval_batch_size': COUNT,
-    'schedule.warmup_epochs': WHOLE, 'schedule.warmup_lr': NON_NEGATIVE, 'schedule.min_lr': NON_NEGATIVE,
-    'optimizer.lr': _rule(lambda v: v > 0, 'a positive number (or None: base_lr scaled with the batch)'),
-    'optimizer.base_lr': POSITIVE, 'optimizer.base_batch_size': COUNT, 'optimizer.weight_decay': NON_NEGATIVE,
-    'optimizer.momentum': BELOW_ONE, 'optimizer.eps': POSITIVE,
-    'optimizer.clip_grad': _rule(lambda v: v > 0, 'a positive gradient norm (or None: no clipping)'),
-    'optimizer.layer_decay': FRACTION, 'optimizer.layer_decay_lr_mult': POSITIVE,
-    'data.num_workers': WHOLE, 'data.repeated_aug': COUNT, 'data.max_bad_fraction': PROBABILITY,
-    'data.eval_crop_ratio': FRACTION, 'data.num_train_images': COUNT,
-    'data.train_transform.hflip': PROBABILITY, 'data.train_transform.color_jitter': NON_NEGATIVE,
-    'mixup.mixup_alpha': NON_NEGATIVE, 'mixup.cutmix_alpha': NON_NEGATIVE, 'mixup.prob': PROBABILITY,
-    'mixup.switch_prob': PROBABILITY,
-    'loss.label_smoothing': BELOW_ONE, 'model.drop_path_rate': BELOW_ONE,
-    'train.checkpoint_interval': COUNT, 'train.eval_interval': COUNT, 'train.checkpoint_steps': WHOLE,
-    'train.log_interval': WHOLE, 'seed': WHOLE, 'dry_run.gpus': COUNT,
-}
-DIGIT_CLASSES = range(10)  # scikit-learn's digits
+            raise ConfigError(f'{label}: model {model_name!r} takes no argument {key.split(".", 1)[1]!r}'
+                              f'{_suggestion(key, sorted(f"model.{a}" for a in allowed))}')
+        leaves = sorted(k for k, v in flat.items() if not isinstance(v, dict))
+        raise ConfigError(f'{label}: unknown config key{_suggestion(key, leaves)} '
+                          f'(the keys are those of {Path(cfg.filename).name} and the files it inherits)')
 
 
 def check_values(cfg: Config, from_flags: Iterable[str] = ()) -> None:
-    """Refuse (ConfigError, one line naming the key or flag and what was expected) a config, as merged with the
-    command line, holding a value no run can use: the ranges of VALUE_RULES, and the keys that go together."""
-    from_flags = set(from_flags)
+    """Refuse (ConfigError, one line naming the key or the flag that set it, and what was expected) a config, as
+    merged with the command line, holding a value no run can use: the rules of SETTINGS, the keys that go
+    together, and the model (its arguments, and an input size of whole patches: backbones.factory, not built)."""
+    from backbones.factory import check_model_config, is_model, list_models
+
     flat = _flatten(cfg.to_dict())
 
     def refuse(key: str, expected: str):
-        raise ConfigError(f'{_label(key, flat[key], key in from_flags)}: expected {expected}')
+        raise ConfigError(f'{_label(key, flat[key], _flag_of(key, from_flags))}: {expected}')
 
-    for key, (fits, expected) in VALUE_RULES.items():
-        if flat.get(key) is not None and not fits(flat[key]):
-            refuse(key, expected)
+    for key, (rule, _) in SETTINGS.items():
+        if rule and key in flat and not (rule.none if flat[key] is None else rule.fits(flat[key])):
+            refuse(key, (f'{rule.why}; ' if rule.why else '') + f'expected {rule.says()}')
     batch, micro = flat.get('batch_size'), flat.get('micro_batch_size')
-    if batch is not None and micro is not None and (micro > batch or batch % micro):
-        refuse('micro_batch_size', f'a divisor of batch_size={batch} (batch_size = devices x micro_batch_size x '
-                                   'accumulation steps, each at least 1)')
-    for key, positive in (('data.mean', False), ('data.std', True)):
-        v = flat.get(key)
-        if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 3 and all(map(_number, v))
-                                  and (not positive or all(x > 0 for x in v))):
-            refuse(key, f'3 {"positive " if positive else ""}numbers, one per RGB channel')
-    scale = flat.get('data.train_transform.rrc_scale')
-    if scale is not None and not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(map(_number, scale))
-                                  and 0 < scale[0] <= scale[1] <= 1):
-        refuse('data.train_transform.rrc_scale', '[low, high] with 0 < low <= high <= 1 (the share of the image kept)')
-    classes = flat.get('data.classes')
-    if classes is not None:
-        if not isinstance(classes, (list, tuple)) or not classes:
-            refuse('data.classes', 'a non-empty list of classes, or None for all of them')
-        if len(set(map(str, classes))) < len(classes):
-            refuse('data.classes', 'each class once')
-        if flat.get('data.type') == 'digits' and not all(isinstance(c, int) and not isinstance(c, bool)
-                                                        and c in DIGIT_CLASSES for c in classes):
-            refuse('data.classes', 'digits among 0-9 (scikit-learn digits has ten classes)')
+    if batch and micro and batch % micro:
+        refuse('micro_batch_size', f'expected a divisor of batch_size={batch} (batch_size = devices x '
+                                   'micro_batch_size x accumulation steps, each at least 1)')
+    if flat.get('loss.type') == 'bce' and flat.get('loss.label_smoothing'):
+        raise ConfigError(f"loss.type='bce' with loss.label_smoothing={flat['loss.label_smoothing']}: BCE binarises "
+                          "its targets, so smoothing would make every class positive; set loss.label_smoothing=0 "
+                          "(DeiT III's BCE recipe) or loss.type='ce'")
+    if flat.get('data.type') == 'digits' and not all(type(c) is int and c in DIGIT_CLASSES
+                                                     for c in flat.get('data.classes') or []):
+        refuse('data.classes', 'expected digits among 0-9 (scikit-learn digits has ten classes)')
+    name = flat.get('model.name')
+    if isinstance(name, str):
+        if not is_model(name):
+            close = difflib.get_close_matches(name, list_models(), n=1)
+            refuse('model.name', f'unknown model; {f"did you mean {close[0]}? " if close else ""}expected one of '
+                                 f'{", ".join(list_models())} or a timm model name')
+        try:
+            check_model_config(name, {k: v for k, v in cfg.model.items() if k not in ('name', 'num_classes')},
+                               flat.get('input_size'))
+        except ValueError as e:
+            if 'input size' in str(e):
+                refuse('input_size', str(e))
+            raise ConfigError(f'model: {e}') from None
