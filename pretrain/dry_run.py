@@ -219,6 +219,7 @@ def dry_run(cfg, gpus_from: str = 'dry_run.gpus') -> str:
         steps = total = None
         lines.append(f'schedule          {epochs} epochs; steps per epoch: the dataset size is not in the config '
                      '(data.num_train_images)')
+    lines.append(_memory_line(cfg, costs, micro, k, gpus))
     lines.append(_cost_line(cfg, method, costs, total, global_batch))
     return '\n'.join(lines)
 
@@ -259,3 +260,51 @@ def _cost_line(cfg, method, costs, total_steps: Optional[int], global_batch: int
         scaled += f', x{compute:.3g} for {cfg.method} (computed from its models, not measured)'
     return (f'GPU-hours         {hours:,.0f} ({_fmt_int(images)} images at {img_per_s:,.0f} img/s per GPU, '
             f'{kind} step of {ref["model"]}@{ref["img_size"]} measured in {where}{scaled})')
+
+
+def _memory_line(cfg, costs, micro: int, copies: int, gpus: int) -> str:
+    """Memory per device, a simple estimate (no GPU here), with and without activation checkpointing.
+
+    Weights, gradients and optimizer state: 16 bytes per trained parameter (fp32 weight and gradient, the two
+    moments of LAMB / AdamW), split over the GPUs under FSDP (train.fsdp), plus 4 bytes per frozen one (a KD
+    teacher, an EMA). Activations, for transformers whose blocks all see the same tokens (ViTs): about
+    34 x tokens x width bytes per block and image in bf16 (Korthikanti et al. 2022, "Reducing Activation
+    Recomputation in Large Transformer Models", eq. 1 with fused attention storing no N x N scores; twice that in
+    fp32), for the per-device batch (micro-batch x submodels), the branches on ESD's kept share only. With
+    train.grad_checkpointing a block keeps only its fp32 input (4 x tokens x width bytes), plus one block's
+    activations while it is recomputed. Not counted: the allocator's slack, the temporary buffers of kernels,
+    FSDP's gathered parameters of the block in flight. For scale: cosub Table 7 measured a 25.0 GB peak for cosub
+    ViT-H on 64 V100s (the official code, whose attention stores its N x N scores); this gives 18 GiB for vit_h
+    with dry_run.gpus=64."""
+    from backbones.esd import effective_drop_rate, stochastic_depth_blocks
+    if not costs:
+        return 'memory            unknown (needs the model name)'
+    cost, gib = costs[0], 2 ** 30
+    fsdp, checkpointing = bool(cfg.train.get('fsdp')), bool(cfg.train.get('grad_checkpointing'))
+    state = 16 * cost.optimizer / (gpus if fsdp else 1) + 4 * (cost.weights - cost.optimizer)
+    text = (f'memory/device     weights, gradients, optimizer state {state / gib:.1f} GiB: {cost.optimizer / 1e6:.0f}M '
+            f'trained parameters x 16 B, ' + (f'sharded over {gpus} GPUs' if fsdp else 'on every GPU') +
+            f' (train.fsdp={fsdp})')
+    model = _meta_model(cfg.model.name, {k: v for k, v in cfg.model.items() if k not in ('name', 'num_classes')},
+                        int(cfg.input_size))
+    blocks = stochastic_depth_blocks(model)
+    width = getattr(model, 'embed_dim', None)
+    grid = getattr(getattr(model, 'patch_embed', None), 'grid_size', None)
+    if not (width and grid and all(getattr(getattr(b, 'norm1', None), 'normalized_shape', None) == (width,)
+                                   for b in blocks)):
+        return text + f'; activations: no estimate for {cfg.model.name} (one for ViTs: tokens x width per block)'
+    tokens = grid[0] * grid[1] + getattr(model, 'num_prefix_tokens', 1)
+    batch = micro * copies
+    keep = 1.0
+    if cfg.model.get('drop_path_mode') == 'esd':
+        keep -= effective_drop_rate(batch, float(cfg.model.get('drop_path_rate') or 0.0))
+    per_block = 34 * (1 if cfg.train.get('amp') in ('bf16', 'fp16') else 2) * tokens * width * batch * keep
+    plain = len(blocks) * per_block
+    recomputed = len(blocks) * 4 * tokens * width * batch + per_block
+    chosen = recomputed if checkpointing else plain
+    return '\n'.join([
+        text,
+        f'activations       {plain / gib:.1f} GiB without activation checkpointing, {recomputed / gib:.1f} GiB with '
+        f'it (train.grad_checkpointing={checkpointing}): {len(blocks)} blocks x {batch} images ({micro} x {copies}) '
+        f'x {tokens} tokens x {width} wide{f", branches on {keep:.2f} of them (ESD)" if keep < 1 else ""}; '
+        f'per device about {(state + chosen) / gib:.1f} GiB in all (estimate: pretrain/dry_run.py _memory_line)'])
