@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import backbones
-from backbones.esd import effective_drop_rate, keep_count, stochastic_depth_blocks
+from backbones.esd import effective_drop_rate, keep_count, set_grad_checkpointing, stochastic_depth_blocks
 
 from .. import data as data_lib
 from .distributed import Dist
@@ -30,6 +30,10 @@ def build_model(cfg, num_classes: int, eval_only: bool) -> nn.Module:
     model = backbones.create_model(name, num_classes=num_classes, img_size=cfg.input_size, **args)
     if cfg.finetune:
         load_finetune(cfg, model, name, num_classes, eval_only)
+    if cfg.train.grad_checkpointing:  # timm's --grad-checkpointing: each residual block recomputed in backward,
+        # the same weights trained (the drops are recomputed identically: backbones/esd.py StochasticDepthBlock)
+        blocks = set_grad_checkpointing(model)
+        logger.info('activation checkpointing: %d residual blocks recompute their activations in backward', blocks)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info('model %s: %.2fM parameters, %d classes, drop_path %s (%s, %s)', name, n_params / 1e6,
                 num_classes, args['drop_path_rate'], args['drop_path_mode'], args['drop_path_schedule'])
