@@ -195,8 +195,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     p.add_argument('--steps', type=int, help='timed steps per round (GPU default 4, CPU 2)')
     p.add_argument('--warmup', type=int, help='untimed steps per round (GPU default 2, CPU 1)')
     p.add_argument('--rounds', type=int, help='interleaved rounds (default 3)')
-    p.add_argument('--methods', nargs='+', choices=list(METHODS), default=list(METHODS),
-                   help='default: all six, the baseline first (the ratios are to it)')
+    p.add_argument('--methods', nargs='+', choices=list(METHODS), default=sorted(METHODS, key=lambda m: METHODS[m].row),
+                   help='default: all, in the order of Table 4 (the baseline first: the ratios are to it)')
     p.add_argument('--threads', type=int, help='CPU threads (default: torch default)')
     p.add_argument('--out', help='output path without suffix (default benchmarks/results/methods_<device>)')
     args = p.parse_args(argv)

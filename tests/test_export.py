@@ -83,6 +83,31 @@ def test_weights_round_trip(tmp_path, capsys, weights, method):
                                                backbone_of(tiny(1)))
 
 
+def test_weights_a_method_declares_are_exported(tmp_path, capsys, monkeypatch):
+    """A method's extra weights are its class's declaration (pretrain/methods.py `Method.saves`): one registered at
+    run time is exported by --weights, titled in the model card and read with its metrics, with no other change."""
+    from pretrain import methods
+    monkeypatch.setattr(methods, 'METHODS', dict(methods.METHODS))
+
+    @methods.register
+    class StochasticWeightAveraging(methods.Method):
+        name = 'swa'
+        row = 'SWA (an example)'
+        figure_2 = None
+        saves = {'model_swa': ('the average of the weights', '_swa')}
+
+    (tmp_path / 'run').mkdir()
+    ckpt = training_checkpoint(tmp_path / 'run' / 'checkpoint.pth', 'swa', model_swa=tiny(1).state_dict())
+    (tmp_path / 'run' / 'log.jsonl').write_text(json.dumps(dict(epoch=0, val_top1=61.25, val_top1_swa=63.5)) + '\n')
+    code, printed, err = run([ckpt, '--hub-dir', tmp_path / 'hub', '--weights', 'model_swa'], capsys)
+    assert code == 0, err
+    assert same(backbones.load_file(tmp_path / 'hub' / 'model.safetensors'), tiny(1).state_dict())
+    card = (tmp_path / 'hub' / 'README.md').read_text()
+    assert 'the average of the weights' in card and '63.5' in card and '61.25' not in card
+    refused([ckpt, '--weights', 'model_ema', tmp_path / 'out.pth'], capsys, 'holds no model_ema',
+            'its weights: model, model_swa')
+
+
 def test_weights_with_hub_dir(tmp_path, capsys):
     (tmp_path / 'run').mkdir()
     ckpt = training_checkpoint(tmp_path / 'run' / 'checkpoint.pth', 'cotrain', peer_model=tiny(1).state_dict())
