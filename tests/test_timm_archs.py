@@ -15,6 +15,7 @@ from timm.models import cait, vision_transformer, xcit
 from torch import nn
 
 from backbones import StochasticDepthBlock, create_model, set_stochastic_depth, stochastic_depth_blocks
+from backbones.esd import set_grad_checkpointing
 from backbones.timm_models import TIMM_ADAPTERS, adapt_timm_model
 from benchmarks.common import flop_counter
 
@@ -201,6 +202,32 @@ def test_vit_block_per_sample_attention_mask_follows_the_kept_samples():
     assert kept.sum() == 3
     torch.testing.assert_close((out - x)[kept] / 2, (plain - x)[kept])  # scaled by B / keep = 2
     assert torch.equal(out[~kept], x[~kept])
+
+
+@pytest.mark.parametrize('mode', ['esd', 'mask'])
+@pytest.mark.parametrize('arch', ARCHS)
+def test_grad_checkpointing_recomputes_every_block_and_changes_nothing(arch, mode):
+    """train.grad_checkpointing on every timm family (PiT too, whose timm model refuses timm's own): each
+    block's forward runs again in backward, drawing the same subsets / masks (the RNG state is restored for the
+    recomputation, and left as without checkpointing), so the gradients are bit for bit those without it."""
+    plain = build(arch, 0.4)[0]
+    set_stochastic_depth(plain, mode=mode)
+    checkpointed = copy.deepcopy(plain)
+    blocks = stochastic_depth_blocks(checkpointed)
+    assert set_grad_checkpointing(checkpointed) == len(blocks)
+    calls = []  # a pre-hook: the recomputation stops once it has what backward needs, so a forward hook may not run
+    for block in blocks:
+        block.register_forward_pre_hook(lambda *_: calls.append(1))
+    grads = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)
+        model.train()(images()).logsumexp(1).mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+        grads[-1]['rng'] = torch.get_rng_state()  # the draws after the step are the same too
+    assert len(calls) == 2 * len(blocks)
+    assert grads[0].keys() == grads[1].keys()
+    for key in grads[0]:
+        assert torch.equal(grads[0][key], grads[1][key]), key
 
 
 def test_unsupported_models_raise():
