@@ -96,7 +96,7 @@ class Method:
     copies = 1                  # rows per image in the model's forward pass
     # Figure 2's (weights, optimizer state, compute) relative to the baseline; None where the paper gives none
     figure_2: Optional[Tuple[float, float, float]] = (1, 1, 1)
-    measured_step = 'baseline'  # the step of benchmarks/pretrain_step.py --dry-run scales: 'baseline' or 'cosub'
+    measured_step = 'baseline'  # the measured step (benchmarks/pretrain_step.py) --dry-run scales: or 'cosub'
     saves: Dict[str, Tuple[str, str]] = {}  # weights beside 'model': name -> (model-card title, metric suffix)
     needs_teacher = False       # kd.teacher must be given
 
