@@ -35,6 +35,8 @@ import sys
 import types
 from typing import Any, Dict
 
+from backbones.errors import Refusal  # one line at the end of a mim run (segmentation/errors.py)
+
 # Pure-PyTorch ops served from mmcv's own source file (mmcv/ops/point_sample.py has no compiled dependency).
 PURE_OPS = {
     'point_sample': 'point_sample',
@@ -44,7 +46,7 @@ PURE_OPS = {
 _MARK = '__cosub_compat__'
 
 
-class MMCVOpUnavailable(RuntimeError):
+class MMCVOpUnavailable(Refusal, RuntimeError):
     """A compiled mmcv op was used while only mmcv-lite (no compiled ops) is installed."""
 
 
@@ -130,11 +132,11 @@ def checkpoint_safe_globals() -> list:
     return list(SAFE_GLOBALS) + [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')]
 
 
-class RefusedCheckpoint(pickle.UnpicklingError):
+class RefusedCheckpoint(Refusal, pickle.UnpicklingError):
     """A checkpoint the weights-only loader refuses: it needs globals outside the allowlist."""
 
 
-class MissingCheckpoint(FileNotFoundError):
+class MissingCheckpoint(Refusal, FileNotFoundError):
     """`load_from` / `mim test --checkpoint` names no file (a FileNotFoundError, as mmengine's loader raises)."""
 
 

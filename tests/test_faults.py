@@ -263,3 +263,98 @@ def test_truncated_last_log_record_is_dropped(reference, tmp_path):
         f.write('{"epoch": 2, "train_lo')  # a kill in the middle of a write
     train(argv(out, '--resume', epochs=2))
     assert [r['epoch'] for r in log_of(out)] == [0, 1]
+
+
+# -- one error boundary (backbones/errors.py) ----------------------------------------------------------------------
+TORCH_FULL_DISK = RuntimeError('[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file '
+                               'data/3: file write failed')
+
+
+@pytest.mark.parametrize('failing_save,failure', [
+    (1, TORCH_FULL_DISK),  # the issue's case: the first checkpoint on a full disk, torch's own RuntimeError
+    (2, OSError(28, 'No space left on device')),  # the file write's OSError, which names no file
+])
+def test_a_failed_checkpoint_write_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch, failing_save,
+                                                                             failure):
+    out = tmp_path / 'full'
+    real_save, saved = torch.save, []
+
+    def save(obj, f, *a, **k):  # the failing_save-th checkpoint.pth (the full one: it holds the optimizer) fails
+        if 'optimizer' in obj:
+            saved.append(obj['epoch'])
+            if len(saved) == failing_save:
+                raise failure
+        return real_save(obj, f, *a, **k)
+    monkeypatch.setattr(torch, 'save', save)
+    with pytest.raises(SystemExit) as e:
+        train(argv(out))
+    monkeypatch.undo()
+    msg = str(e.value.code)
+    assert msg.startswith(f'error: cannot write {out / "checkpoint.pth"}: ') and '\n' not in msg, msg
+    assert ('MiB free there' if failing_save == 1 else 'no space left on the device') in msg
+    assert not list(out.glob('.*.tmp')) and not list(out.glob('*.tmp'))  # no half-written file left
+    if failing_save == 1:
+        assert not (out / 'checkpoint.pth').exists() and 'intact' not in msg
+    else:  # the checkpoint written before the failure is whole: the run resumes from it
+        assert 'the previous checkpoint.pth is intact' in msg
+        assert backbones.load_file(out / 'checkpoint.pth')['epoch'] == saved[0]
+
+
+def test_an_os_failure_inside_a_dependency_names_its_file(tmp_path, monkeypatch):
+    """OSErrors raised deep in torch / PIL / mmengine reach the boundary with their errno and file name."""
+    from backbones.errors import describe
+    for number, words in ((13, 'permission denied'), (30, 'read-only file system'), (2, 'no such file or folder'),
+                          (20, 'a part of the path is a file'), (21, 'a folder, where a file is expected'),
+                          (122, 'disk quota exceeded'), (24, 'too many open files')):
+        line, code = describe(OSError(number, os.strerror(number), '/data/x.jpg'))
+        assert line.startswith(f'/data/x.jpg: {words}') and code == 1, line
+    assert describe(OSError(28, 'No space left on device'))[0].startswith('no space left on the device')
+    assert describe(TORCH_FULL_DISK)[0].startswith('a file could not be written (torch: [enforce fail')
+    assert describe(KeyError('a bug')) is None and describe(RuntimeError('a bug')) is None  # tracebacks stay
+    assert describe(OSError(104, 'Connection reset by peer')) is None
+
+    # read-only output folder met at the first file the run writes into it (train.log), from the logging module
+    def read_only(path, *a, **k):
+        raise OSError(30, 'Read-only file system', str(path))
+    monkeypatch.setattr('logging.FileHandler._open', lambda self: read_only(self.baseFilename))
+    with pytest.raises(SystemExit) as e:
+        train(argv(tmp_path / 'ro'))
+    assert str(e.value.code) == f'error: {tmp_path / "ro" / "train.log"}: read-only file system; write elsewhere'
+
+
+@pytest.mark.parametrize('entry', ['train', 'finetune', 'export', 'analysis', 'pretrain.submit', 'transfer.submit',
+                                   'summary'])
+def test_every_entry_point_routes_through_the_boundary(entry, tmp_path, monkeypatch, capsys):
+    """The same OS failure, raised where each entry point does its work, ends every one in the same line; a bug
+    (KeyError) keeps its traceback."""
+    from backbones import export_backbone
+    from pretrain import analysis, submit
+    from pretrain.engine import command
+    from transfer import finetune, submit as transfer_submit, summary
+
+    out = str(tmp_path / 'out')
+    where, argv_, call = {
+        'train': ((command, 'Trainer'), ['--cfg', 'demo', '--output-dir', out], train),
+        'finetune': ((finetune.data_lib, 'build_splits'), ['--dataset', 'digits', '--output-dir', out], finetune.main),
+        'export': ((export_backbone, 'export_backbone'), ['a.pth', str(tmp_path / 'b.pth')], export_backbone.main),
+        'analysis': ((analysis, 'load_trained'), ['a.pth', '--output-dir', out, '--device', 'cpu'], analysis.main),
+        'pretrain.submit': ((submit, 'build_executor'), ['--partition', 'p', '--cfg', 'demo', '--output-dir', out],
+                            submit.main),
+        'transfer.submit': ((transfer_submit, 'prepare'), ['--partition', 'p', '--dataset', 'digits'],
+                            transfer_submit.main),
+        'summary': ((summary, 'find_runs'), [out], summary.main),
+    }[entry]
+    for failure, expected in ((OSError(28, 'No space left on device', '/full/disk'),
+                               'error: /full/disk: no space left on the device; free space there or write elsewhere'),
+                              (KeyError('a bug'), None)):
+        def fail(*a, **k):
+            raise failure
+        monkeypatch.setattr(*where, fail)
+        if expected is None:
+            with pytest.raises(KeyError):
+                call(argv_)
+        else:
+            with pytest.raises(SystemExit) as e:
+                call(argv_)
+            assert e.value.code == expected
+    assert not (tmp_path / 'out').exists()  # nothing left by a refused run

@@ -82,7 +82,7 @@ def test_a_parameter_filter_that_matches_nothing_is_refused(capsys, tmp_path):
     line = refused(capsys, train, ['--cfg', 'demo', '--output-dir', str(tmp_path / 'run'), *TINY,
                                    "optimizer.only=['.attn.','haed.']"],
                    "optimizer.only: 'haed.' matches no parameter of the model", "'head.bias'")
-    assert line.startswith('error: ') and not (tmp_path / 'run' / 'checkpoint.pth').exists()
+    assert line.startswith('error: ') and not (tmp_path / 'run').exists()  # a refused run leaves nothing
 
 
 @pytest.mark.parametrize('flags,words', [
@@ -188,3 +188,45 @@ def test_the_lock_of_another_process_and_of_a_killed_one(capsys, tmp_path):
     lock = lock_run_dir(out)
     assert lock.previous['pid'] == holder.pid  # the file still names it: the next run says it took over
     lock.release()
+
+
+# -- a refused run leaves nothing (issue 23) ------------------------------------------------------------------------
+def test_a_run_refused_before_training_leaves_nothing(capsys, tmp_path):
+    """No data folder: refused after the run took its folder (lock, train.log); the folder, the lock, the log and
+    the parent folders the run made are gone. A folder that held something keeps it, and an earlier run's files
+    are never touched."""
+    no_data = ['--cfg-options', 'data.type=imagenet', f'data.path={tmp_path / "nowhere"}']
+    out = tmp_path / 'new' / 'parents' / 'run'
+    with pytest.raises(SystemExit) as e:
+        train(['--cfg', 'demo', '--output-dir', str(out), *TINY[:-1], *no_data[1:]])
+    assert f'--data-path {tmp_path / "nowhere"}: no such folder' in str(e.value.code)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    kept = tmp_path / 'kept'
+    kept.mkdir()
+    (kept / 'notes.txt').write_text('mine')
+    with pytest.raises(SystemExit):
+        train(['--cfg', 'demo', '--output-dir', str(kept), *TINY[:-1], *no_data[1:]])
+    assert sorted(p.name for p in kept.iterdir()) == ['notes.txt']
+
+    earlier = tmp_path / 'earlier'
+    train(['--cfg', 'demo', '--output-dir', str(earlier), *TINY])
+    files = {p.name: p.read_bytes() for p in earlier.iterdir() if p.is_file() and p.name != 'train.log'}
+    capsys.readouterr()
+    refused(capsys, train, ['--cfg', 'demo', '--output-dir', str(earlier), *TINY, "optimizer.only=['haed.']",
+                            '--resume'], "optimizer.only: 'haed.' matches no parameter")
+    assert {p.name: p.read_bytes() for p in earlier.iterdir() if p.is_file() and p.name != 'train.log'} == files
+    assert (earlier / 'train.log').is_file()
+
+
+def test_finetune_names_first_what_to_fix_first(tmp_path, monkeypatch):
+    """`finetune.py --dataset inat18` and nothing else: the missing data first, in plain words; given the data,
+    the missing weights to start from. Neither leaves anything behind."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        finetune(['--dataset', 'inat18'])
+    assert str(e.value.code).startswith('error: --data-path data/inat2018: no such folder; expected the iNaturalist')
+    with pytest.raises(SystemExit) as e:
+        finetune(['--dataset', 'digits', '--cfg-options', 'model.name=None'])  # its data is built in
+    assert str(e.value.code).startswith('error: nothing to fine-tune: pass --finetune CHECKPOINT')
+    assert list(tmp_path.iterdir()) == []

@@ -408,12 +408,31 @@ def test_our_errors_end_in_one_line_other_errors_keep_their_traceback(capsys):
     assert system.excepthook is hook  # chained once
     hook(CheckpointError, CheckpointError('x.pth: no such checkpoint file'), None)
     assert capsys.readouterr().err == 'error: x.pth: no such checkpoint file\n'
+    # the boundary of every entry point (backbones/errors.py): mmseg's FileNotFoundError for a data_root that does
+    # not exist (as mmengine's list_dir_or_file raises it), a full work_dir, torch's failed write
+    missing = FileNotFoundError(2, 'No such file or directory', '/data/ade/images/training')
+    hook(FileNotFoundError, missing, None)
+    assert capsys.readouterr().err == 'error: /data/ade/images/training: no such file or folder; check the path\n'
+    hook(OSError, OSError(28, 'No space left on device', 'work_dirs/x/iter_8000.pth'), None)
+    assert capsys.readouterr().err.startswith('error: work_dirs/x/iter_8000.pth: no space left on the device')
+    hook(RuntimeError, RuntimeError('PytorchStreamWriter failed writing file data/0: file write failed'), None)
+    assert capsys.readouterr().err.startswith('error: a file could not be written (torch: PytorchStreamWriter')
     try:
         raise KeyError('not ours')
     except KeyError as e:
         hook(KeyError, e, e.__traceback__)
     err = capsys.readouterr().err
     assert 'Traceback' in err and "KeyError: 'not ours'" in err
+
+
+@pytest.mark.e2e
+def test_mim_train_with_a_missing_data_root_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(mim_tools() / 'train.py'), str(DEMO), '--work-dir', str(tmp_path / 'w'),
+                           '--cfg-options', *data_roots(tmp_path / 'nowhere')], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (f'error: {tmp_path / "nowhere" / "images" / "training"}: no such '
+                                                    'file or folder; check the path')
 
 
 def test_mim_test_of_a_missing_checkpoint_is_one_line(tmp_path):
