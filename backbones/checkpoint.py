@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 # CheckpointError is defined in hub.py (the one module below this one) and raised by everything here
-from .errors import OS_FAILURES, write_failure
+from .errors import OS_FAILURES, writing
 from .hub import CheckpointError, resolve_source
 
 logger = logging.getLogger(__name__)
@@ -124,32 +124,29 @@ def save_file(obj: Any, path: str | os.PathLike) -> Path:
     fails (full disk, read-only, torch's zip writer failing) ends in a WriteError naming `path` (errors.py).
     """
     path = Path(path)
-    tmp = None
-    try:
+    with writing(path):  # the file is named here, not where torch or the OS raised
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-        with os.fdopen(fd, 'wb') as f:
-            if path.suffix == '.safetensors':
-                from safetensors.torch import save as save_safetensors
-                f.write(save_safetensors({k: v.contiguous() for k, v in obj.items()}))
-            else:
-                torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable
-            dir_fd = os.open(path.parent, os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        failure = write_failure(e, path)  # the file is known here, not where torch or the OS raised
-        if failure is not None:
-            raise failure from None
-        raise
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                if path.suffix == '.safetensors':
+                    from safetensors.torch import save as save_safetensors
+                    f.write(save_safetensors({k: v.contiguous() for k, v in obj.items()}))
+                else:
+                    torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            if hasattr(os, 'O_DIRECTORY'):  # make the rename itself durable
+                dir_fd = os.open(path.parent, os.O_DIRECTORY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     return path
 
 

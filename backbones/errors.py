@@ -108,6 +108,19 @@ def write_failure(e: BaseException, path: Path) -> Optional[WriteError]:
     return WriteError(f'cannot write {path}: {cause}{kept}; {advice}')
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Around the write of `path` (its call site, the one place the file is known): a failed write becomes a
+    WriteError naming it (write_failure); anything else propagates as it is."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        failure = write_failure(e, Path(path))
+        if failure is None:
+            raise
+        raise failure from None
+
+
 def end_process(message: str, code: int) -> None:
     """Write the line to the open log files (train.log), then end with `error: <message>` on stderr."""
     record = logging.getLogger('cosub').makeRecord('cosub', logging.ERROR, __file__, 0, message, (), None)

@@ -313,6 +313,18 @@ def test_an_os_failure_inside_a_dependency_names_its_file(tmp_path, monkeypatch)
     assert describe(KeyError('a bug')) is None and describe(RuntimeError('a bug')) is None  # tracebacks stay
     assert describe(OSError(104, 'Connection reset by peer')) is None
 
+    # the engine's small files (log.jsonl, config.py, ...) name themselves too when the write fails unnamed
+    from backbones.errors import WriteError
+    from pretrain.engine import run_dir
+
+    def full(fd):
+        raise OSError(28, 'No space left on device')
+    with monkeypatch.context() as m:
+        m.setattr(run_dir.os, 'fsync', full)
+        for write in (run_dir.append_line, run_dir.write_atomic):
+            with pytest.raises(WriteError, match=f'cannot write {tmp_path / "log.jsonl"}: no space left on the dev'):
+                write(tmp_path / 'log.jsonl', '{}')
+
     # read-only output folder met at the first file the run writes into it (train.log), from the logging module
     def read_only(path, *a, **k):
         raise OSError(30, 'Read-only file system', str(path))

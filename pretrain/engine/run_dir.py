@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
+from backbones.errors import writing
+
 from .errors import TrainingError
 
 logger = logging.getLogger('cosub')
@@ -173,15 +175,16 @@ def lock_run_dir(out: Path) -> RunDirLock:
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` in one rename: a kill leaves the old file or the new one, never half of one."""
     tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with writing(path):  # a full disk names the file (backbones/errors.py); the next run removes the .tmp
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
 def append_line(path: Path, line: str) -> None:
-    with open(path, 'a') as f:
+    with writing(path), open(path, 'a') as f:
         f.write(line + '\n')
         f.flush()
         os.fsync(f.fileno())
