@@ -334,6 +334,17 @@ def test_non_finite_loss_from_a_nan_teacher_names_the_teacher(imagenet_dir, tmp_
     assert 'optimizer.lr' not in msg and '\n' not in msg
 
 
+def test_non_finite_loss_with_a_mean_teacher_names_it_beside_the_student(imagenet_dir, tmp_path, monkeypatch):
+    """The EMA's weights follow the student's, so they cannot tell which went first: both are named."""
+    real_loss = engine.Trainer._loss
+    def explode(self, logits, targets, teacher):  # noqa: E306
+        loss = real_loss(self, logits, targets, teacher)
+        return loss * float('nan') if self.step_in_epoch == 1 else loss
+    monkeypatch.setattr(engine.Trainer, '_loss', explode)
+    msg = run_error(args(imagenet_dir, tmp_path, '--method', 'mean_teacher', epochs=1))
+    assert 'the teacher of method=mean_teacher (its logits)' in msg and 'optimizer.lr=0.001' in msg, msg
+
+
 def test_cpu_thread_plan_leaves_the_workers_their_cores_and_respects_the_user():
     from pretrain.engine.threads import plan_cpu_threads, set_wait_policy
     assert plan_cpu_threads(2, 2, {})[:2] == (1, 'PASSIVE')  # the demo: 2 workers on 2 cores, one model thread

@@ -169,16 +169,17 @@ class TrainingLoop:
     def _stop_non_finite(self, step_loss: float, grad_norm: float, epoch: int, step: int) -> None:
         """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
         losses were finite: the loop checks every step before it writes a checkpoint) stays as it is. The advice
-        names every likely cause that is not ruled out: a teacher whose weights are not finite is the cause (checked
-        here, once); otherwise the teacher, the learning rate and clipping, fp16 and the data all may be."""
+        names every likely cause that is not ruled out: a pre-trained teacher whose weights are not finite is the cause
+        (checked here, once); otherwise the teacher, the learning rate and clipping, fp16 and the data all may be."""
         kept = (f'the last good checkpoint is {self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, '
                 f'step {self.last_saved[1]})' if self.output_dir is not None and self.last_saved else
                 'no checkpoint was written before it' if self.output_dir is not None else 'no output dir, nothing kept')
         cfg = self.cfg
         teacher = getattr(self.method, 'teacher', None)  # KD's pre-trained teacher, the mean teacher's EMA
-        named = (f'the teacher --teacher {cfg.kd.teacher}' if cfg.method in ('kd', 'kd_cosub') else
-                 f'the teacher of method={cfg.method} (the EMA)')
-        if teacher is not None and not all(torch.isfinite(t).all() for t in teacher.state_dict().values()):
+        # a pre-trained teacher's weights never change, so NaN there is the cause; an EMA's follow the student's
+        outside = cfg.method in ('kd', 'kd_cosub')
+        named = f'the teacher --teacher {cfg.kd.teacher}' if outside else f'the teacher of method={cfg.method}'
+        if outside and not all(torch.isfinite(t).all() for t in teacher.state_dict().values()):
             advice = (f"the cause: {named} has NaN or inf weights; pass a teacher whose weights are finite (a new "
                       'run: --overwrite)')
         else:
