@@ -16,8 +16,11 @@ from typing import Any, Callable, Iterable, List, NamedTuple, Optional, Sequence
 from mmengine.config import Config, DictAction
 
 from backbones.esd import MODES, SCHEDULES
+from backbones.factory import check_model_config, is_model, list_models, model_arguments
 from pretrain.cosub import KD_TARGETS, LOSSES
 from pretrain.data.loader import BACKENDS
+from pretrain.engine.distributed import COMPILE_MODES
+from pretrain.methods import METHODS, MethodError, check_method_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +52,6 @@ TASKS = {
 def list_configs(task: str = 'pretrain') -> List[str]:
     """Names of the configs of one task (pretrain: configs/*.py but upernet_*; transfer: configs/transfer/*.py;
     segmentation: configs/upernet_*.py), over CONFIG_DIRS."""
-    if task not in TASKS:
-        raise ValueError(f'task={task!r}: expected one of {list(TASKS)}')
     subdir, belongs = TASKS[task]
     return sorted({p.stem for d in CONFIG_DIRS for p in (d / subdir).glob('*.py') if belongs(p.stem)})
 
@@ -58,8 +59,6 @@ def list_configs(task: str = 'pretrain') -> List[str]:
 def find_config(name: str, task: str = 'pretrain') -> Path:
     """A config of `task` by name (`vit_l` -> configs/vit_l.py, `flowers` -> configs/transfer/flowers.py) from any
     working directory, in a checkout or an installed wheel; or a path to a .py file."""
-    if task not in TASKS:
-        raise ValueError(f'task={task!r}: expected one of {list(TASKS)}')
     if name.endswith('.py') or os.sep in name or '/' in name:
         path = Path(name).expanduser()
         if not path.is_file():
@@ -79,9 +78,8 @@ def find_config(name: str, task: str = 'pretrain') -> Path:
 
 
 # -- the settings, described once ---------------------------------------------------------------------------------
-# SETTINGS says, for the keys a run reads, what each one takes and what it does. The command-line checks
-# (validate_overrides, check_values), the flags' --help and --help-config are read from it; the code that runs
-# trusts the values it lets through.
+# What each key a run reads takes, and what it does. The command-line checks (validate_overrides, check_values),
+# the flags' --help and --help-config are read from here; the code that runs trusts the values let through.
 class ConfigError(ValueError):
     """A command-line key or value the config does not allow; the message names it and what was expected."""
 
@@ -91,21 +89,21 @@ def _number(v) -> bool:
 
 
 class Rule(NamedTuple):
-    """The values of a key: of `type`, and those `fits` accepts. None only where `none` says what it means."""
+    """The values of a key: of `type`, and those `fits` accepts; None only where `none` says what it means."""
     type: type
     fits: Callable[[Any], bool]
-    expected: Union[str, Callable[[], str]]  # what a refusal says was expected; a function: read when shown
+    expected: Union[str, Callable[[], str]]  # what a refusal says was expected (a function: read when shown)
     none: str = ''
-    why: str = ''                            # said before what was expected, where a range alone is not clear
+    why: str = ''                            # said first, where the range alone would not say why
 
     def says(self) -> str:
-        text = self.expected() if callable(self.expected) else self.expected
-        return text + (f' (or None: {self.none})' if self.none else '')
+        return (self.expected() if callable(self.expected) else self.expected) + (
+            f' (or None: {self.none})' if self.none else '')
 
 
 def _range(test, expected: str, whole: bool = False, **kwargs) -> Rule:
-    return Rule(int if whole else float, lambda v: _number(v) and (not whole or v == int(v)) and test(v), expected,
-                **kwargs)
+    return Rule(int if whole else float, lambda v: _number(v) and (not whole or float(v).is_integer()) and test(v),
+                expected, **kwargs)
 
 
 def _numbers(count: int, test, expected: str) -> Rule:
@@ -113,20 +111,9 @@ def _numbers(count: int, test, expected: str) -> Rule:
                 expected)
 
 
-def one_of(values: Union[tuple, Callable[[], Iterable[str]]]) -> Rule:
-    """A string among `values`, or among what the function `values` gives when a value is checked."""
-    get = values if callable(values) else lambda: values
-    return Rule(str, lambda v: v in get(), lambda: 'one of ' + ', '.join(get()))
-
-
-def _methods():
-    from pretrain.methods import METHODS  # the registered methods (pretrain/methods.py), read when checked
-    return METHODS
-
-
-def _compile_modes():
-    from pretrain.engine.distributed import COMPILE_MODES
-    return COMPILE_MODES
+def one_of(values, show=str) -> Rule:
+    """A string among `values`, read when checked (METHODS: the methods registered, each shown with its row)."""
+    return Rule(str, lambda v: isinstance(v, str) and v in values, lambda: 'one of ' + ', '.join(map(show, values)))
 
 
 COUNT = _range(lambda v: v >= 1, 'a whole number >= 1', whole=True)
@@ -138,130 +125,116 @@ WEIGHT = _range(lambda v: 0 <= v <= 1, 'a weight in [0, 1] (1: the label alone)'
 BELOW_ONE = _range(lambda v: 0 <= v < 1, 'a number in [0, 1)')
 FRACTION = _range(lambda v: 0 < v <= 1, 'a number in (0, 1]')
 DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')
-DIGIT_CLASSES = range(10)  # scikit-learn's digits
 
-# key -> (the values it takes, or None: any value of the type of its value in the config files; what it does).
-# A value outside them would crash deep inside timm / torch (epochs -1: timm's `assert t_initial > 0`;
-# eval_interval 0: a division by zero after the first epoch) or, worse, train something else than asked with exit
-# 0 (optimizer.lr=0 falls back to the computed LR; clip_grad=0 clips nothing; BCE with label smoothing).
+# key -> (the values it takes, or None: any of the type of its config value; what it does). Others crash deep in timm
+# or torch (epochs -1: timm's `assert t_initial > 0`) or train something else, exit 0 (clip_grad=0 clips nothing).
 SETTINGS = {
     'epochs': (COUNT, 'training epochs'),
     'batch_size': (COUNT, 'global batch size (kept the same on any number of GPUs)'),
-    'micro_batch_size': (COUNT._replace(none='batch_size / number of GPUs'),
-                         'batch per device and step; smaller than that: gradient accumulation'),
+    'micro_batch_size': (COUNT._replace(none='batch_size / GPUs'), 'batch per device and step (less: accumulation)'),
     'eval_batch_size': (COUNT._replace(none='twice the training micro-batch'), 'evaluation batch per device'),
-    'input_size': (_range(lambda v: v >= 1, 'a positive whole number of pixels', whole=True),
-                   'training and evaluation resolution'),
-    'device': (Rule(str, lambda v: isinstance(v, str) and DEVICE.fullmatch(v), 'auto, cpu, cuda or cuda:N (a GPU index)'),
-               'where to run (auto: a GPU when there is one)'),
+    'input_size': (_range(lambda v: v >= 1, 'a positive whole number of pixels', whole=True), 'image resolution'),
+    'device': (Rule(str, lambda v: isinstance(v, str) and DEVICE.fullmatch(v), 'auto, cpu, cuda or cuda:N (a GPU '
+                    'index)'), 'where to run (auto: a GPU when there is one)'),
     'seed': (WHOLE, 'seed of the initialisation, the data order and the augmentations'),
     'output_dir': (None, 'where log.jsonl, checkpoints and plots go'),
-    'resume': (None, 'resume from the latest checkpoint in --output-dir (auto), or from the given checkpoint'),
+    'resume': (None, 'resume from the latest checkpoint in --output-dir, or from the given checkpoint'),
     'finetune': (None, 'initialise the model from this checkpoint (ours, DeiT III or timm; a file, '
                        'hf-hub:<owner>/<repo>[@rev] or local-dir:<folder>)'),
     'eval_only': (None, 'only evaluate (--resume or --finetune gives the weights)'),
     'overwrite': (None, 'the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
                         'and start afresh (without it, or --resume, such a run is refused)'),
     'allow_pickle': (None, 'allow checkpoints that need pickled code (only for files you trust)'),
-    'model.name': (None, 'architecture (ours: vit_t ... vit_h, or any timm model)'),
+    'model.name': (None, 'architecture name (ours: vit_t ... vit_h, or any timm model)'),
     'model.num_classes': (COUNT._replace(none='from the data'), 'classes of the head'),
-    'model.drop_path_rate': (BELOW_ONE._replace(none="the fine-tuned checkpoint's"),
-                             'stochastic depth rate tau (supplement Table A.1)'),
+    'model.drop_path_rate': (BELOW_ONE._replace(none="the checkpoint's"), 'stochastic depth rate (tau)'),
     'model.drop_path_mode': (one_of(MODES), "'esd': efficient stochastic depth; 'mask': timm-style masking"),
-    'model.drop_path_schedule': (one_of(SCHEDULES), 'drop rate over depth: the same for every block, or linear'),
-    'method': (Rule(str, lambda v: v in _methods(), lambda: 'one of ' + ', '.join(
-        f'{name} {cls.row}' for name, cls in _methods().items())), 'the training strategy of cosub Table 4'),
-    'cosub.num_submodels': (_range(lambda v: v >= 2, 'a whole number >= 2', whole=True,
-                                   why='co-training needs at least 2 submodels (--method baseline trains without '
-                                       'them)'), 'submodels per image (eq. 2; supplement D: more)'),
-    'cosub.lam': (WEIGHT, 'eq. 2 lambda, for cosub and kd_cosub'),
+    'model.drop_path_schedule': (one_of(SCHEDULES), 'the drop rate of each block: all the same, or linear'),
+    'method': (one_of(METHODS, show=lambda name: f'{name} {METHODS[name].row}'), 'the training strategy'),
+    'cosub.num_submodels': (_range(lambda v: v >= 2, 'a whole number >= 2', whole=True, why='co-training needs at '
+                                   'least 2 submodels (--method baseline trains without them)'), 'submodels per image'),
+    'cosub.lam': (WEIGHT, 'eq. 2 lambda of cosub and kd_cosub'),
     'kd.teacher': (None, 'the pre-trained teacher of --method kd / kd_cosub (a file, hf-hub:<owner>/<repo> or '
                          'local-dir:<folder>; ours, official DeiT or timm)'),
     'kd.teacher_model': (None, "the teacher's architecture, where its file names none (ours or a timm name)"),
     'kd.lam': (WEIGHT, "KD's weight of the label"),
-    'kd.target': (one_of(KD_TARGETS), "the teacher's argmax as a label (hard) or its probabilities (soft)"),
-    'kd.temperature': (POSITIVE, 'soft KD temperature (DeiT --distillation-tau)'),
+    'kd.target': (one_of(KD_TARGETS), "the teacher's argmax as a label, or its probabilities"),
+    'kd.temperature': (POSITIVE, 'temperature of soft targets'),
     'mean_teacher.lam': (WEIGHT, "the mean teacher's weight of the label"),
     'mean_teacher.decay': (_range(lambda v: 0 <= v < 1, 'a number in [0, 1), e.g. 0.9999'), 'EMA decay per step'),
     'cotrain.lam': (WEIGHT, "co-training's weight of the label"),
     'data.path': (None, 'dataset root'),
     'data.num_workers': (WHOLE, 'loader processes per GPU'),
     'data.backend': (one_of(BACKENDS), "who decodes and crops: 'pil' (loader workers) or 'dali' (the GPU)"),
-    'data.repeated_aug': (COUNT, 'repeated augmentation: augmented copies of each image per epoch'),
-    'data.max_bad_fraction': (PROBABILITY, 'the share of unreadable images skipped before the run stops'),
-    'data.eval_crop_ratio': (FRACTION, 'the centre crop kept at evaluation'),
-    'data.num_train_images': (COUNT._replace(none='unknown'), "training images, for --dry-run's steps per epoch"),
+    'data.repeated_aug': (COUNT, 'augmented copies of each image per epoch'),
+    'data.max_bad_fraction': (PROBABILITY, 'share of unreadable images skipped before the run stops'),
+    'data.eval_crop_ratio': (FRACTION, 'centre crop kept at evaluation'),
+    'data.num_train_images': (COUNT._replace(none='unknown'), "training images (--dry-run's steps per epoch)"),
     'data.mean': (_numbers(3, lambda v: True, '3 numbers, one per RGB channel'), 'normalisation mean'),
     'data.std': (_numbers(3, lambda v: min(v) > 0, '3 positive numbers, one per RGB channel'), 'normalisation std'),
     'data.classes': (Rule(list, lambda v: isinstance(v, (list, tuple)) and 0 < len(set(map(str, v))) == len(v),
                           'a non-empty list, each class once', none='all of them'), 'the classes trained on'),
     'data.train_transform.hflip': (PROBABILITY, 'horizontal flip probability'),
-    'data.train_transform.color_jitter': (NON_NEGATIVE, 'colour jitter strength (0: none)'),
+    'data.train_transform.color_jitter': (NON_NEGATIVE, 'colour jitter strength'),
     'data.train_transform.rrc_scale': (_numbers(2, lambda v: 0 < v[0] <= v[1] <= 1, '[low, high] with 0 < low <= '
                                                 'high <= 1 (the share of the image kept)'), 'RandomResizedCrop scale'),
-    'mixup.mixup_alpha': (NON_NEGATIVE, 'mixup alpha (0: no mixup)'),
-    'mixup.cutmix_alpha': (NON_NEGATIVE, 'cutmix alpha (0: no cutmix)'),
+    'mixup.mixup_alpha': (NON_NEGATIVE, 'mixup alpha (0: off)'),
+    'mixup.cutmix_alpha': (NON_NEGATIVE, 'cutmix alpha (0: off)'),
     'mixup.prob': (PROBABILITY, 'probability of mixing a batch'),
     'mixup.switch_prob': (PROBABILITY, 'probability of cutmix rather than mixup when both are on'),
-    'loss.type': (one_of(LOSSES), "'bce': binary cross-entropy (DeiT III, ImageNet-1k); 'ce': cross-entropy"),
-    'loss.label_smoothing': (BELOW_ONE, 'label smoothing (none with BCE)'),
-    'optimizer.lr': (POSITIVE._replace(none='base_lr scaled with the batch'), 'learning rate (eq. A.1 / A.2)'),
-    'optimizer.base_lr': (POSITIVE, 'the learning rate at base_batch_size'),
-    'optimizer.base_batch_size': (COUNT, 'the batch size base_lr is given for'),
+    'loss.type': (one_of(LOSSES), 'binary cross-entropy (DeiT III on ImageNet-1k) or cross-entropy'),
+    'loss.label_smoothing': (BELOW_ONE, 'label smoothing (0 with BCE)'),
+    'optimizer.lr': (POSITIVE._replace(none='base_lr scaled with the batch'), 'learning rate'),
+    'optimizer.base_lr': (POSITIVE, 'learning rate at base_batch_size (eq. A.1)'),
+    'optimizer.base_batch_size': (COUNT, 'the batch size of base_lr'),
     'optimizer.weight_decay': (NON_NEGATIVE, 'weight decay'),
     'optimizer.momentum': (BELOW_ONE._replace(none="the optimizer's default"), 'SGD momentum'),
     'optimizer.eps': (POSITIVE._replace(none="the optimizer's default"), "the optimizer's epsilon"),
-    'optimizer.clip_grad': (Rule(float, lambda v: _number(v) and v > 0, 'a positive gradient norm', none='no clipping'),
-                            'the largest global gradient norm'),
-    'optimizer.layer_decay': (FRACTION._replace(none='off'), 'LayerDecay LD (fine-tuning; supplement Table A.1)'),
-    'optimizer.layer_decay_lr_mult': (POSITIVE, 'C_LD of supplement eq. A.2: the LR factor with layer_decay'),
+    'optimizer.clip_grad': (POSITIVE._replace(expected='a positive gradient norm', none='no clipping'), 'largest '
+                            'global gradient norm'),
+    'optimizer.layer_decay': (FRACTION._replace(none='off'), 'LayerDecay LD (fine-tuning)'),
+    'optimizer.layer_decay_lr_mult': (POSITIVE, 'C_LD of eq. A.2: the LR factor with layer_decay'),
     'optimizer.only': (Rule(list, lambda v: isinstance(v, (list, tuple)), 'a list of parts of parameter names',
                             none='all of them'), 'train only the parameters whose names hold one of these'),
     'schedule.warmup_epochs': (WHOLE, 'linear warm-up epochs'),
-    'schedule.warmup_lr': (NON_NEGATIVE, 'the learning rate the warm-up starts at'),
-    'schedule.min_lr': (NON_NEGATIVE, 'the learning rate the cosine ends at'),
+    'schedule.warmup_lr': (NON_NEGATIVE, 'learning rate the warm-up starts at'),
+    'schedule.min_lr': (NON_NEGATIVE, 'learning rate the cosine ends at'),
     'train.checkpoint_interval': (COUNT, 'epochs between checkpoints'),
     'train.eval_interval': (COUNT, 'epochs between evaluations'),
     'train.checkpoint_steps': (WHOLE, 'steps between mid-epoch checkpoints (0: none)'),
     'train.log_interval': (WHOLE, 'steps between progress lines in train.log (0: none)'),
-    'train.compile_mode': (one_of(_compile_modes), "torch.compile's mode (with train.compile=True)"),
+    'train.compile_mode': (one_of(COMPILE_MODES), "torch.compile's mode"),
     'dry_run.gpus': (COUNT, '--dry-run: GPUs to split the batch over'),
 }
 
 
 def describe_config(cfg: Config) -> str:
-    """Every key of `cfg`: its value, and from SETTINGS what it does and the values it takes (--help-config)."""
-    lines = []
-    for key, value in _flatten(cfg.to_dict()).items():
-        rule, text = SETTINGS.get(key, (None, ''))
-        if not isinstance(value, dict):
-            lines.append(f'{key} = {value!r}' + (f'  # {text}' if text else '') + (f'; {rule.says()}' if rule else ''))
-    return '\n'.join(lines)
+    """Every key of `cfg`: its value, what it does and the values it takes (--help-config)."""
+    keys = {k: (v, *SETTINGS.get(k, (None, ''))) for k, v in _flatten(cfg.to_dict()).items() if not isinstance(v, dict)}
+    return '\n'.join(f'{k} = {v!r}' + (f'  # {text}' if text else '') + (f'; takes {rule.says()}' if rule else '')
+                     for k, (v, rule, text) in keys.items())
 
 
 # -- the command line ---------------------------------------------------------------------------------------------
 # The flags every entry point shares (pretrain/train.py, transfer/finetune.py, pretrain/submit.py; some of them
-# pretrain/analysis.py): (names, the config key it sets or None, argparse arguments). A flag that sets a key takes
-# its help and number type from SETTINGS; it is None unless given, so the key keeps its config value.
+# pretrain/analysis.py): (names, the key it sets, argparse arguments). A flag that sets a key is None unless given
+# (the key keeps its config value) and takes its help and number type from SETTINGS.
 STORE = dict(action='store_true', default=None)
 FLAGS = [
     (('--data-path',), 'data.path', {}), (('--output-dir',), 'output_dir', {}),
-    (('--resume',), 'resume', dict(nargs='?', const='auto')),
-    (('--finetune', '--pretrained'), 'finetune', {}),
+    (('--resume',), 'resume', dict(nargs='?', const='auto')), (('--finetune', '--pretrained'), 'finetune', {}),
     (('--epochs',), 'epochs', {}), (('--batch-size',), 'batch_size', {}), (('--model',), 'model.name', {}),
     (('--input-size',), 'input_size', {}), (('--device',), 'device', {}), (('--seed',), 'seed', {}),
-    (('--num-workers',), 'data.num_workers', {}),
-    (('--method',), 'method', {}),  # before --no-cosub: a refusal of both names --method's value
-    (('--no-cosub',), 'method', dict(action='store_const', const='baseline',
-                                     help='train the DeiT III baseline (no co-training): --method baseline')),
+    (('--num-workers',), 'data.num_workers', {}), (('--method',), 'method', {}),  # before --no-cosub (load_config)
+    (('--no-cosub',), 'method', dict(action='store_const', const='baseline', help='train the DeiT III baseline '
+                                     '(no co-training): --method baseline')),
     (('--teacher',), 'kd.teacher', {}), (('--teacher-model',), 'kd.teacher_model', {}),
     (('--eval',), 'eval_only', STORE), (('--overwrite',), 'overwrite', STORE),
     (('--allow-pickle',), 'allow_pickle', STORE),
-    (('--dry-run',), None, dict(action='store_true',
-                                help='print what the config will do (LR, batches, steps, estimated GPU-hours) and exit')),
-    (('--cfg-options',), None, dict(nargs='+', action=DictAction, default={},
-                                    help='override config keys, e.g. optimizer.weight_decay=0.05 '
-                                         'model.drop_path_rate=0.3 (--help-config lists them)')),
+    (('--dry-run',), None, dict(action='store_true', help='print what the config will do (LR, batches, steps, '
+                                'estimated GPU-hours) and exit')),
+    (('--cfg-options',), None, dict(nargs='+', action=DictAction, default={}, help='override config keys, e.g. '
+                                    'optimizer.weight_decay=0.05 model.drop_path_rate=0.3 (--help-config lists them)')),
 ]
 FLAG_KEYS = {names[0][2:].replace('-', '_'): key for names, key, _ in FLAGS if key}  # dest -> config key
 
@@ -280,30 +253,24 @@ def add_common_args(parser: argparse.ArgumentParser,
 
 
 def load_config(path: Path, args: Optional[argparse.Namespace] = None) -> Config:
-    """The config file `path`, with the flags and --cfg-options of `args`, checked (ConfigError, one line)."""
+    """The config file `path` with the flags and --cfg-options of `args`, checked (ConfigError: one line)."""
     cfg = Config.fromfile(str(path))
-    from_flags = set()
-    if args is not None:
-        overrides, set_by = {}, {}
-        for dest, key in FLAG_KEYS.items():
-            value = getattr(args, dest, None)
-            if value is None:
-                continue
-            if overrides.get(key, value) != value:
-                raise ConfigError(f'--{dest.replace("_", "-")} with --{set_by[key].replace("_", "-")} {overrides[key]}: '
-                                  'give one of them')
+    overrides, set_by, options = {}, {}, getattr(args, 'cfg_options', None) or {}  # set_by: key -> its flag
+    for dest, key in FLAG_KEYS.items() if args is not None else ():
+        value = getattr(args, dest, None)
+        if value is not None and overrides.get(key, value) != value:
+            raise ConfigError(f'--{dest.replace("_", "-")} with --{set_by[key].replace("_", "-")} {overrides[key]}: '
+                              'give one of them')
+        if value is not None:
             overrides[key], set_by[key] = value, dest
-        overrides.update(args.cfg_options or {})
-        validate_overrides(cfg, overrides, checked=args.cfg_options or {})
-        cfg.merge_from_dict(overrides)
-        from_flags = set_by.keys() - set(args.cfg_options or {})
-    check_values(cfg, from_flags)
-    if cfg.get('method') is not None:  # what a range cannot say: a teacher for --method kd
-        from pretrain.methods import MethodError, check_method_config
-        try:
-            check_method_config(cfg)
-        except MethodError as e:
-            raise ConfigError(str(e)) from None
+    overrides.update(options)
+    validate_overrides(cfg, overrides, checked=options)
+    cfg.merge_from_dict(overrides)
+    check_values(cfg, from_flags=set(set_by) - set(options))
+    try:  # what a range cannot say: the teacher --method kd needs
+        check_method_config(cfg)
+    except MethodError as e:
+        raise ConfigError(str(e)) from None
     cfg.config_file = str(path)
     return cfg
 
@@ -334,7 +301,7 @@ def build_parser(description: str = '', task: str = 'pretrain', name_flag: str =
                         help=f'a {task} config under configs/{subdir + "/" if subdir else ""} '
                              f'({", ".join(list_configs(task))}), or a path to a .py file')
     parser.add_argument('--help-config', action='store_true',
-                        help="list the config's keys: value, what each does and the values it takes; then exit")
+                        help="list the config's keys (value, what each does, the values it takes) and exit")
     return add_common_args(parser)
 
 
@@ -345,11 +312,8 @@ def parse(argv: Optional[Sequence[str]] = None, description: str = '', task: str
     args = parser.parse_args(argv)
     try:
         path = find_config(getattr(args, name_flag.lstrip('-').replace('-', '_')), task)
-    except FileNotFoundError as e:
-        parser.error(str(e))
-    try:
         cfg = load_config(path, args)
-    except ConfigError as e:  # one line, exit 2, like any other bad command line
+    except (FileNotFoundError, ConfigError) as e:  # one line, exit 2, like any other bad command line
         parser.error(str(e))
     if args.help_config:
         parser.exit(0, describe_config(cfg) + '\n')
@@ -357,20 +321,11 @@ def parse(argv: Optional[Sequence[str]] = None, description: str = '', task: str
 
 
 # -- the checks, read from SETTINGS --------------------------------------------------------------------------------
-_TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
-               list: 'a list, e.g. key=[a,b]', tuple: 'a list, e.g. key=[a,b]'}
-
-
-def _label(key: str, value, flag: Optional[str] = None) -> str:
-    """How a message names a setting: as the flag the user typed (`--epochs -1`), else as `key=value`. A key two
-    flags set (method: --method, --no-cosub) is named as the key."""
-    if flag and list(FLAG_KEYS.values()).count(key) == 1:
-        return f'--{flag.replace("_", "-")} {value}'
-    return f'{key}={value!r}'
-
-
-def _flag_of(key: str, from_flags: Iterable[str]) -> Optional[str]:
-    return next((dest for dest, k in FLAG_KEYS.items() if k == key), None) if key in from_flags else None
+def _label(key: str, value, from_flags: Iterable[str] = ()) -> str:
+    """How a message names a setting: as the flag the user typed (`--epochs -1`), else as `key=value` (also a key
+    that two flags set: method, by --method and --no-cosub)."""
+    flags = [dest for dest, k in FLAG_KEYS.items() if k == key]
+    return f'--{flags[0].replace("_", "-")} {value}' if key in from_flags and len(flags) == 1 else f'{key}={value!r}'
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:
@@ -393,79 +348,69 @@ def _suggestion(key: str, known: Sequence[str]) -> str:
     return f'; did you mean {close[0]}?' if close else ''
 
 
+_TYPES = {bool: ('true or false', lambda v: isinstance(v, bool)), int: ('an integer', lambda v: type(v) is int),
+          float: ('a number', _number), str: ('a string', lambda v: isinstance(v, str)),
+          list: ('a list, e.g. key=[a,b]', lambda v: False), tuple: ('a list, e.g. key=[a,b]', lambda v: False)}
+
+
 def _converted(key: str, value, default, label: str):
-    """`value` as `key` takes it, else ConfigError: of the type of its rule in SETTINGS, or of its value in the
-    config files (a None-valued key without a rule takes anything). None where the rule says what it means, the
-    config's value is None, or the key takes a string or a list. A number for a string key is kept as its text."""
+    """`value` as `key` takes it (the type of its rule, else of its config value; a number for a string: its text)
+    or ConfigError. None where the rule says what it means, the config has None, or for a string or a list."""
     rule = SETTINGS.get(key, (None,))[0]
     kind = rule.type if rule else type(default) if default is not None else None
     if kind is None or value is None and (default is None or (rule and rule.none) or kind in (str, list, tuple)):
         return value
     if kind is str and _number(value):
         return str(value)
+    expected = _TYPES.get(kind, ('', None))[0]
     if kind in (list, tuple) and isinstance(value, (list, tuple)):
-        items = [v for v in default or [] if v is not None]
-        if not (items and all(map(_number, items))) or all(map(_number, value)):  # numbers where the config has them
+        numbers = [v for v in default or [] if v is not None]  # where the config has numbers, numbers only
+        if not (numbers and all(map(_number, numbers))) or all(map(_number, value)):
             return type(default)(value) if default is not None else value
         expected = 'a list of numbers'
     elif kind is dict:
         expected = f'a group of keys (set its keys, e.g. {key}.<name>=...)'
-    elif {bool: isinstance(value, bool), int: _number(value) and isinstance(value, int), float: _number(value),
-          str: isinstance(value, str), list: False, tuple: False}.get(kind, True):
+    elif kind not in _TYPES or _TYPES[kind][1](value):
         return value
-    else:
-        expected = _TYPE_NAMES[kind]
     shown = '' if default is None or isinstance(default, dict) else f' (the config has {key}={default!r})'
     raise ConfigError(f'{label}: expected {expected}{shown}')
 
 
 def validate_overrides(cfg: Config, overrides: dict, checked: Iterable[str] = ()) -> None:
-    """Refuse, before they are merged, command-line overrides the loaded config does not allow (ConfigError), and
-    convert the values in place where their type allows (a number for a string key).
-
-    - Keys in `checked` (the --cfg-options) must exist in the config: every key a run reads has its default in
-      the config files, so an unknown key is a typo (the closest valid key is suggested). One group takes new
-      keys: `model.`, whose keys go to the architecture's constructor; a new `model.X` must be an argument of
-      the constructor of the model named (backbones.factory.model_arguments). Dataset keys (`data.`) take no
-      new names: each dataset's keys are in its config. Keys set by flags (e.g. --eval) need not be in it.
-    - Values must be of the type their key takes (_converted). Ranges are check_values', after the merge.
-    """
-    from backbones.factory import model_arguments
-
+    """Refuse, before the merge, command-line overrides of another type than their key's (_converted, which converts
+    them in place) and --cfg-options (`checked`) keys the config lacks: every key a run reads has its default in the
+    config files, so an unknown key is a typo. New keys `model.X` must be arguments of the model's constructor."""
     checked = set(checked)
     flat = _flatten(cfg.to_dict())
     model_name = overrides.get('model.name', flat.get('model.name'))
     for key, value in overrides.items():
-        label = _label(key, value, _flag_of(key, set(overrides) - checked))
+        label = _label(key, value, set(overrides) - checked)
         if key in flat:
             overrides[key] = _converted(key, value, flat[key], label)
             continue
-        parent = key.rsplit('.', 1)[0] if '.' in key else ''
-        if parent and parent in flat and not isinstance(flat[parent], dict):
+        parent = key.rpartition('.')[0]
+        if parent in flat and not isinstance(flat[parent], dict):
             raise ConfigError(f'{label}: {parent} is a value ({flat[parent]!r}), not a group of keys')
-        if key not in checked or parent == 'model' and model_name is None:  # the architecture comes from the
-            continue  # checkpoint: create_model refuses an argument its constructor does not take, when it builds it
-        if parent == 'model' and isinstance(model_name, str):
+        if key not in checked or parent == 'model' and model_name is None:  # the architecture from the checkpoint:
+            continue  # create_model refuses an argument its constructor does not take, when it builds it
+        if parent == 'model':
             allowed = model_arguments(model_name)
-            if allowed is None or key.split('.', 1)[1] in allowed:
+            if allowed is None or key[6:] in allowed:
                 continue
-            raise ConfigError(f'{label}: model {model_name!r} takes no argument {key.split(".", 1)[1]!r}'
+            raise ConfigError(f'{label}: model {model_name!r} takes no argument {key[6:]!r}'
                               f'{_suggestion(key, sorted(f"model.{a}" for a in allowed))}')
         leaves = sorted(k for k, v in flat.items() if not isinstance(v, dict))
-        raise ConfigError(f'{label}: unknown config key{_suggestion(key, leaves)} '
-                          f'(the keys are those of {Path(cfg.filename).name} and the files it inherits)')
+        raise ConfigError(f'{label}: unknown config key{_suggestion(key, leaves)} (the keys are those of '
+                          f'{Path(cfg.filename).name} and the files it inherits)')
 
 
 def check_values(cfg: Config, from_flags: Iterable[str] = ()) -> None:
-    """Refuse (ConfigError, one line naming the key or the flag that set it, and what was expected) a config, as
-    merged with the command line, holding a value no run can use: the rules of SETTINGS, the keys that go
-    together, and the model (its arguments, and an input size of whole patches: backbones.factory, not built)."""
-    from backbones.factory import check_model_config, is_model, list_models
-
+    """Refuse (ConfigError naming the key or its flag) a value no run can use: outside its rule in SETTINGS, keys that
+    do not go together, a model whose arguments or input size (whole patches) its constructor refuses."""
     flat = _flatten(cfg.to_dict())
 
     def refuse(key: str, expected: str):
-        raise ConfigError(f'{_label(key, flat[key], _flag_of(key, from_flags))}: {expected}')
+        raise ConfigError(f'{_label(key, flat[key], from_flags)}: {expected}')
 
     for key, (rule, _) in SETTINGS.items():
         if rule and key in flat and not (rule.none if flat[key] is None else rule.fits(flat[key])):
@@ -474,23 +419,24 @@ def check_values(cfg: Config, from_flags: Iterable[str] = ()) -> None:
     if batch and micro and batch % micro:
         refuse('micro_batch_size', f'expected a divisor of batch_size={batch} (batch_size = devices x '
                                    'micro_batch_size x accumulation steps, each at least 1)')
-    if flat.get('loss.type') == 'bce' and flat.get('loss.label_smoothing'):
+    if flat.get('loss.type') == 'bce' and flat.get('loss.label_smoothing'):  # BCE's targets are binarised (> 0)
         raise ConfigError(f"loss.type='bce' with loss.label_smoothing={flat['loss.label_smoothing']}: BCE binarises "
                           "its targets, so smoothing would make every class positive; set loss.label_smoothing=0 "
                           "(DeiT III's BCE recipe) or loss.type='ce'")
-    if flat.get('data.type') == 'digits' and not all(type(c) is int and c in DIGIT_CLASSES
-                                                     for c in flat.get('data.classes') or []):
+    digits = flat.get('data.classes') if flat.get('data.type') == 'digits' else None
+    if digits and not all(type(c) is int and 0 <= c <= 9 for c in digits):  # scikit-learn's digits
         refuse('data.classes', 'expected digits among 0-9 (scikit-learn digits has ten classes)')
     name = flat.get('model.name')
-    if isinstance(name, str):
-        if not is_model(name):
-            close = difflib.get_close_matches(name, list_models(), n=1)
-            refuse('model.name', f'unknown model; {f"did you mean {close[0]}? " if close else ""}expected one of '
-                                 f'{", ".join(list_models())} or a timm model name')
-        try:
-            check_model_config(name, {k: v for k, v in cfg.model.items() if k not in ('name', 'num_classes')},
-                               flat.get('input_size'))
-        except ValueError as e:
-            if 'input size' in str(e):
-                refuse('input_size', str(e))
-            raise ConfigError(f'model: {e}') from None
+    if not isinstance(name, str):  # the architecture comes from the checkpoint
+        return
+    if not is_model(name):
+        close = difflib.get_close_matches(name, list_models(), n=1)
+        refuse('model.name', f'unknown model; {f"did you mean {close[0]}? " if close else ""}expected one of '
+                             f'{", ".join(list_models())} or a timm model name')
+    try:
+        check_model_config(name, {k: v for k, v in cfg.model.items() if k not in ('name', 'num_classes')},
+                           flat.get('input_size'))
+    except ValueError as e:
+        if 'input size' in str(e):
+            refuse('input_size', str(e))
+        raise ConfigError(f'model: {e}') from None
