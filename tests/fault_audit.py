@@ -37,6 +37,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -91,10 +92,10 @@ class Audit:
         path.mkdir(parents=True)
         return path
 
-    def run(self, cmd, timeout: float = 300) -> Result:
+    def run(self, cmd, timeout: float = 300, cwd: Optional[Path] = None) -> Result:
         t = time.time()
         try:
-            p = subprocess.run([str(c) for c in cmd], cwd=self.repo, env=self.env, stdout=subprocess.PIPE,
+            p = subprocess.run([str(c) for c in cmd], cwd=cwd or self.repo, env=self.env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, errors='replace', timeout=timeout)
             return Result(p.returncode, p.stdout, time.time() - t)
         except subprocess.TimeoutExpired as e:
@@ -692,6 +693,45 @@ def unwritable_output_dir(a: Audit):
     d = a.tmp('unwritable')
     (d / 'afile').write_text('x')
     return refusal(a.train(d / 'afile' / 'out'), 'afile')
+
+
+@case('pretrain', 'checkpoint.pth over a file size limit (ulimit -f: a full disk as the process meets it): one line '
+               'naming it, no half-written file')
+def file_size_limit_at_the_first_checkpoint(a: Audit):
+    out = a.tmp('file-size-limit') / 'out'
+    # 100 kB: the log, the plot and checkpoint_best.pth fit, checkpoint.pth (with the optimizer state) does not
+    limited = ('import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+               'resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000)); sys.argv = sys.argv[1:]; '
+               'runpy.run_module("pretrain.train", run_name="__main__")')
+    r = a.run([sys.executable, '-c', limited, 'train', '--cfg', 'demo', '--output-dir', out, *TINY,
+               '--cfg-options', *TINY_MODEL, 'data.classes=[0,1]'])
+    half = list(out.glob('*.tmp')) + list(out.glob('.*.tmp'))
+    if half:
+        return 'lost-data', f'exit {r.rc}: a half-written file is left: {half[0].name}'
+    return refusal(r, f'cannot write {out / "checkpoint.pth"}')
+
+
+@case('pretrain', 'a run refused before training (no data folder): one line, and no output folder, train.log or .lock '
+                  'left behind')
+def refused_run_leaves_nothing(a: Audit):
+    d = a.tmp('no-data-leaves-nothing')
+    r = a.train(d / 'new' / 'out', options=('data.type=imagenet', f'data.path={d / "nowhere"}',
+                                            'data.train_split=train', 'data.val_split=val'))
+    verdict = refusal(r, str(d / 'nowhere'))
+    left = sorted(str(p.relative_to(d)) for p in d.rglob('*'))
+    return ('unclear', f'refused, but left {", ".join(left)} behind') if verdict[0] == 'good' and left else verdict
+
+
+@case('transfer', 'transfer/finetune.py --dataset inat18 and no other flag: names the missing --data-path first, '
+                  'leaves nothing')
+def finetune_without_flags(a: Audit):
+    d = a.tmp('finetune-no-flags')
+    r = a.run([sys.executable, str(a.repo / 'transfer' / 'finetune.py'), '--dataset', 'inat18'], cwd=d)
+    verdict = refusal(r, '--data-path data/inat2018: no such folder')
+    if verdict[0] == 'unclear' and '--data-path' not in r.headline():
+        return 'unclear', f'names something else first: {r.headline()}'
+    left = sorted(p.name for p in d.iterdir())
+    return ('unclear', f'refused, but left {", ".join(left)} behind') if verdict[0] == 'good' and left else verdict
 
 
 # Loaders: image folders through the pretraining command line
