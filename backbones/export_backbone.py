@@ -91,7 +91,10 @@ def export_backbone(src: str | Path, dst: str | Path, *, keep_head: bool = False
 
 
 # -- Hugging Face Hub folder ------------------------------------------------------------------------------------
-TIMM_SIZES = {'vit_s': 'small', 'vit_m': 'medium', 'vit_b': 'base', 'vit_l': 'large', 'vit_h': 'huge'}
+# our ViT -> the size name of timm's nearest deit3_* (ViT-g has none: timm's DeiT III ViT-H in the same block, with
+# ViT-g's shape in model_args); REFERENCE_ARCH: the shape timm's deit3_<size> has
+TIMM_SIZES = {'vit_s': 'small', 'vit_m': 'medium', 'vit_b': 'base', 'vit_l': 'large', 'vit_h': 'huge', 'vit_g': 'huge'}
+REFERENCE_ARCH = {'small': 'vit_s', 'medium': 'vit_m', 'base': 'vit_b', 'large': 'vit_l', 'huge': 'vit_h'}
 CITATION = """@inproceedings{touvron2023cosub,
   title     = {Co-training $2^L$ Submodels for Visual Recognition},
   author    = {Touvron, Hugo and Cord, Matthieu and Oquab, Maxime and Bojanowski, Piotr and Verbeek, Jakob and
@@ -107,19 +110,16 @@ def timm_architecture(model_name: str, model_args: dict, img_size: int) -> tuple
     Our ViTs -> timm's `deit3_<size>_patch<p>_<res>` (the nearest one: other shapes and resolutions are passed as
     model_args); a timm architecture trained here keeps its own name.
     """
-    from .vit import VIT_ARCHS
+    from .vit import VIT_ARCHS, vit_shape
     if model_name not in VIT_ARCHS:
         return model_name, dict(model_args, img_size=img_size) if img_size else dict(model_args)
-    embed_dim, depth, num_heads, patch_size = VIT_ARCHS[model_name]
-    shape = dict(dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size), **model_args)
+    shape = dict(vit_shape(model_name), **model_args)
     size = TIMM_SIZES.get(model_name, 'small')  # vit_t: DeiT III has no tiny; small with our shape in model_args
     name = f'deit3_{size}_patch{shape["patch_size"]}_{img_size}'
     if not timm.is_model(name):
         name = next(n for n in (f'deit3_{size}_patch{shape["patch_size"]}_224', f'deit3_{size}_patch16_224')
                     if timm.is_model(n))
-    reference = VIT_ARCHS[{v: k for k, v in TIMM_SIZES.items()}[size]]
-    defaults = dict(zip(('embed_dim', 'depth', 'num_heads', 'patch_size'), reference), mlp_ratio=4.0, qkv_bias=True,
-                    global_pool='token', in_chans=3)
+    defaults = dict(vit_shape(REFERENCE_ARCH[size]), mlp_ratio=4.0, qkv_bias=True, global_pool='token', in_chans=3)
     args = {k: v for k, v in shape.items() if k not in defaults or v != defaults[k]}
     if 'init_values' in args:  # a LayerScale's initial value is replaced by the weights; None: no LayerScale, which
         # timm's ViT reads from 0 as well (timm.create_model drops arguments that are None)

@@ -28,7 +28,7 @@ from .esd import set_stochastic_depth
 from .factory import create_model
 from .optim import param_layer_ids
 from .registry import MODELS
-from .vit import VIT_ARCHS, VisionTransformer
+from .vit import VIT_ARCHS, VisionTransformer, vit_shape
 
 
 def default_out_indices(depth: int) -> Tuple[int, ...]:
@@ -76,7 +76,7 @@ def _load_pretrained(owner: str, model: nn.Module, init_cfg: dict) -> LoadReport
 class CosubViT(VisionTransformer, BaseModule):
     """Our DeiT III ViT as an MMEngine backbone: parameter names stay timm-style (`blocks.<i>....`).
 
-    arch: one of backbones.vit.VIT_ARCHS ('vit_t' ... 'vit_h'); other keyword arguments go to the ViT.
+    arch: one of backbones.vit.VIT_ARCHS ('vit_t' ... 'vit_g'); other keyword arguments go to the ViT.
     out_indices: 0-based blocks whose outputs are returned (default `default_out_indices(depth)`).
     drop_path_mode: 'esd', 'mask' or 'none' (see backbones.esd). With 2 images per GPU, ESD can only drop 0 or
     1 of them, so segmentation configs use 'mask' for exact rates.
@@ -92,9 +92,7 @@ class CosubViT(VisionTransformer, BaseModule):
         if arch not in VIT_ARCHS:
             raise ValueError(f'CosubViT: arch={arch!r}: expected one of {sorted(VIT_ARCHS)} '
                              "(timm models: type='backbones.TimmBackbone')")
-        embed_dim, depth, num_heads, patch_size = VIT_ARCHS[arch]
-        args = dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads, patch_size=patch_size)
-        args.update(kwargs)
+        args = dict(vit_shape(arch), **kwargs)
         VisionTransformer.__init__(self, img_size=img_size, num_classes=0, **args)  # also runs BaseModule.__init__
         depth = self.depth
         out_indices = tuple(default_out_indices(depth) if out_indices is None else out_indices)

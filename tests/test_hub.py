@@ -89,9 +89,21 @@ def offline(hf_home, monkeypatch):
     return revision, logits
 
 
+@pytest.mark.parametrize('name', ['vit_t', 'vit_h', 'vit_g'])
+def test_hub_export_architecture_has_our_shapes(name):
+    """A Hub export names timm's nearest DeiT III with our shape in model_args (ViT-g: DeiT III huge, width 1408,
+    depth 40, MLP 6144): timm builds a model whose every parameter has our shape."""
+    from backbones.export_backbone import timm_architecture
+    timm_name, args = timm_architecture(name, {}, 224)
+    with torch.device('meta'):
+        theirs = timm.create_model(timm_name, **args)
+        ours = backbones.create_model(name)
+    assert {k: v.shape for k, v in theirs.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+
+
 # -- timm registry -------------------------------------------------------------------------------------------------
 def test_registry_names_tags_and_pretrained_cfgs():
-    assert timm.list_models('cosub_*') == sorted(NAMES) and len(NAMES) == 9
+    assert timm.list_models('cosub_*') == sorted(NAMES) and len(NAMES) == 10  # 4 sizes x 224, 384; huge and giant at 224
     for name in NAMES:
         deit3 = name.replace('cosub_vit_', 'deit3_')
         ours = {t.split('.', 1)[1] for t in timm.list_pretrained(f'{name}.*')}
