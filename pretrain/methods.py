@@ -223,6 +223,9 @@ def load_teacher(cfg, num_classes: int, device: torch.device) -> tuple:
     if report.missing or report.mismatched:
         raise MethodError(f'--teacher {source} does not fit --teacher-model {name} '
                           f'({backbones.checkpoint.fit_summary(report)}); pass the architecture it was trained as')
+    if not all(torch.isfinite(t).all() for t in teacher.state_dict().values() if t.is_floating_point()):
+        # checked where the teacher enters: with hard targets a NaN teacher would train silently (argmax of NaN: 0)
+        raise MethodError(f'--teacher {source}: its weights hold NaN or inf values; pass a trained teacher')
     teacher.requires_grad_(False)
     teacher.eval().to(device)
     identity = dict(source=str(source), model=name, sha256=weights_sha256(teacher.state_dict()))

@@ -319,19 +319,33 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(imagenet_dir, tmp_path,
     assert ckpt['epoch'] == 1 and all(torch.isfinite(v).all() for v in ckpt['model'].values())
 
 
-def test_non_finite_loss_from_a_nan_teacher_names_the_teacher(imagenet_dir, tmp_path):
-    """A KD teacher whose weights are NaN: the advice names the teacher (checked once, at the stop), not the
-    student's learning rate."""
+@pytest.mark.parametrize('target', ['hard', 'soft'])
+def test_a_nan_teacher_is_refused_where_it_enters(imagenet_dir, tmp_path, target, capsys):
+    """A KD teacher whose weights are NaN is refused when it is loaded, in one line: with hard targets it would
+    otherwise train silently (the argmax of NaN logits is class 0), with soft ones stop at the first step."""
     main(args(imagenet_dir, tmp_path / 'teacher', '--method', 'baseline', epochs=1))
     ckpt = backbones.load_file(tmp_path / 'teacher' / 'checkpoint.pth')
     ckpt['model'] = {k: v.fill_(float('nan')) if v.is_floating_point() else v for k, v in ckpt['model'].items()}
     teacher = tmp_path / 'nan_teacher.pth'
     backbones.save_file(ckpt, teacher)
-    # soft targets: the teacher's NaN reaches the loss (its argmax, kd.target='hard', is 0 for NaN logits)
-    msg = run_error(args(imagenet_dir, tmp_path / 'kd', '--method', 'kd', '--teacher', str(teacher), epochs=1,
-                         options=('kd.target=soft',)))
-    assert 'non-finite loss' in msg and f'the teacher --teacher {teacher} has NaN or inf weights' in msg
-    assert 'optimizer.lr' not in msg and '\n' not in msg
+    capsys.readouterr()
+    assert run_error(args(imagenet_dir, tmp_path / 'kd', '--method', 'kd', '--teacher', str(teacher), epochs=1,
+                          options=(f'kd.target={target}',))) == '2'
+    err = capsys.readouterr().err
+    assert err == f'error: --teacher {teacher}: its weights hold NaN or inf values; pass a trained teacher\n'
+    assert not (tmp_path / 'kd').exists()  # refused before the run was accepted: nothing left behind
+
+
+def test_non_finite_loss_with_a_kd_teacher_names_the_teacher(imagenet_dir, tmp_path, monkeypatch):
+    """A non-finite loss in a KD run: the teacher's logits are among the causes named, beside the student's LR."""
+    main(args(imagenet_dir, tmp_path / 'teacher', '--method', 'baseline', epochs=1))
+    real_loss = engine.Trainer._loss
+    def explode(self, logits, targets, teacher):  # noqa: E306
+        return real_loss(self, logits, targets, teacher) * float('nan')
+    monkeypatch.setattr(engine.Trainer, '_loss', explode)
+    teacher = tmp_path / 'teacher' / 'checkpoint.pth'
+    msg = run_error(args(imagenet_dir, tmp_path / 'kd', '--method', 'kd', '--teacher', str(teacher), epochs=1))
+    assert f'the teacher --teacher {teacher} (its logits)' in msg and 'optimizer.lr=0.001' in msg and '\n' not in msg
 
 
 def test_non_finite_loss_with_a_mean_teacher_names_it_beside_the_student(imagenet_dir, tmp_path, monkeypatch):

@@ -8,9 +8,14 @@ Where each concern lives:
   checkpointing.py  checkpoint contents, saving and resuming
   distributed.py    torchrun environment, global batch split, DDP/FSDP wrapping, collectives
   rng.py, logs.py   random states for exact resume; train.log and log.jsonl
+  threads.py        the main process's CPU threads beside the loader's workers
 """
-from .distributed import Dist, split_global_batch
-from .errors import TrainingError
-from .trainer import Trainer, run
+from .threads import set_wait_policy
+
+set_wait_policy()  # first: torch's OpenMP reads OMP_WAIT_POLICY once, when torch loads (threads.py)
+
+from .distributed import Dist, split_global_batch  # noqa: E402  (after the wait policy)
+from .errors import TrainingError  # noqa: E402
+from .trainer import Trainer, run  # noqa: E402
 
 __all__ = ['Dist', 'Trainer', 'TrainingError', 'run', 'split_global_batch']

@@ -169,29 +169,25 @@ class TrainingLoop:
     def _stop_non_finite(self, step_loss: float, grad_norm: float, epoch: int, step: int) -> None:
         """Stop without saving: the weights of this step are never written; the last checkpoint (all of whose
         losses were finite: the loop checks every step before it writes a checkpoint) stays as it is. The advice
-        names every likely cause that is not ruled out: a pre-trained teacher whose weights are not finite is the cause
-        (checked here, once); otherwise the teacher, the learning rate and clipping, fp16 and the data all may be."""
+        names every likely cause it cannot rule out: the teacher's logits where there is one (a pre-trained teacher's
+        weights were found finite when it was loaded: methods.load_teacher), the learning rate and clipping, fp16,
+        the starting weights and the data."""
         kept = (f'the last good checkpoint is {self.output_dir / "checkpoint.pth"} (epoch {self.last_saved[0]}, '
                 f'step {self.last_saved[1]})' if self.output_dir is not None and self.last_saved else
                 'no checkpoint was written before it' if self.output_dir is not None else 'no output dir, nothing kept')
         cfg = self.cfg
-        teacher = getattr(self.method, 'teacher', None)  # KD's pre-trained teacher, the mean teacher's EMA
-        # a pre-trained teacher's weights never change, so NaN there is the cause; an EMA's follow the student's
-        outside = cfg.method in ('kd', 'kd_cosub')
-        named = f'the teacher --teacher {cfg.kd.teacher}' if outside else f'the teacher of method={cfg.method}'
-        if outside and not all(torch.isfinite(t).all() for t in teacher.state_dict().values()):
-            advice = (f"the cause: {named} has NaN or inf weights; pass a teacher whose weights are finite (a new "
-                      'run: --overwrite)')
-        else:
-            causes = [f'{named} (its logits)'] if teacher is not None else []
-            causes.append(f'the learning rate (lower optimizer.lr={cfg.optimizer.lr}) or the clipping (set or lower '
-                          f'optimizer.clip_grad={cfg.optimizer.clip_grad})')
-            if self._amp_dtype() == torch.float16:
-                causes.append("fp16 overflow (train.amp='bf16')")
-            if cfg.get('finetune'):
-                causes.append(f'the weights it started from (--finetune {cfg.finetune})')
-            causes.append(f'the data (the images of epoch {epoch}, step {step}; data.mean / data.std)')
-            advice = f'likely causes: {"; ".join(causes)}; then run again with --resume'
+        causes = []
+        if getattr(self.method, 'teacher', None) is not None:  # KD's pre-trained teacher, the mean teacher's EMA
+            causes.append(f'the teacher --teacher {cfg.kd.teacher} (its logits)' if cfg.method in ('kd', 'kd_cosub')
+                          else f'the teacher of method={cfg.method} (its logits)')
+        causes.append(f'the learning rate (lower optimizer.lr={cfg.optimizer.lr}) or the clipping (set or lower '
+                      f'optimizer.clip_grad={cfg.optimizer.clip_grad})')
+        if self._amp_dtype() == torch.float16:
+            causes.append("fp16 overflow (train.amp='bf16')")
+        if cfg.get('finetune'):
+            causes.append(f'the weights it started from (--finetune {cfg.finetune})')
+        causes.append(f'the data (the images of epoch {epoch}, step {step}; data.mean / data.std)')
+        advice = f'likely causes: {"; ".join(causes)}; then run again with --resume'
         raise TrainingError(f'non-finite loss ({step_loss}) or gradient norm ({grad_norm}) at epoch {epoch}, step '
                             f'{step}; stopped without saving; {kept}; {advice}')
 
