@@ -316,7 +316,8 @@ def parse(argv: Optional[Sequence[str]] = None, description: str = '', task: str
     except (FileNotFoundError, ConfigError) as e:  # one line, exit 2, like any other bad command line
         parser.error(str(e))
     if args.help_config:
-        parser.exit(0, describe_config(cfg) + '\n')
+        print(describe_config(cfg))
+        parser.exit()
     return (cfg, args) if return_args else cfg
 
 

@@ -362,3 +362,53 @@ def test_symbolic_links_out_of_the_root_are_refused(tmp_path):
     inside = folder(tmp_path / 'inside')  # a link that stays inside the root is followed
     (inside / 'c').symlink_to(inside / 'a')
     assert len(FolderIndex(inside)) == 6
+
+
+# -- the settings, described once (pretrain.config.SETTINGS) ------------------------------------------------------
+@pytest.mark.parametrize('option,words', [
+    ('cosub.lam=1.5', 'cosub.lam=1.5: expected a weight in [0, 1]'), ('kd.lam=-0.1', 'kd.lam=-0.1: expected a weight'),
+    ('mean_teacher.lam=2', 'mean_teacher.lam=2'), ('cotrain.lam=1.01', 'cotrain.lam=1.01'),
+    ('kd.temperature=0', 'kd.temperature=0: expected a positive number'),
+    ('kd.target=argmax', "kd.target='argmax': expected one of hard, soft"),
+    ('mean_teacher.decay=1', 'mean_teacher.decay=1: expected a number in [0, 1)'),
+    ('cosub.num_submodels=2.5', 'cosub.num_submodels=2.5: expected an integer'),
+    ('method=distill', "method='distill': expected one of baseline (a) supervised baseline, cosub (e) cosub"),
+    ('loss.type=mse', "loss.type='mse': expected one of bce, ce"),
+    ('model.drop_path_mode=dropout', "model.drop_path_mode='dropout': expected one of esd, mask, none"),
+    ('data.backend=opencv', "data.backend='opencv': expected one of pil, dali"),
+    ('device=None', 'device=None: expected auto, cpu, cuda or cuda:N'),  # None only where a key says what it means
+])
+def test_method_and_named_values_are_checked_at_the_edge(capsys, option, words):
+    """The ranges of the method groups and the names a key allows are refused before anything is built, whatever the
+    method (the losses and the blocks' forward trust them)."""
+    assert words in cli_error(capsys, '--method', 'baseline', '--cfg-options', option)
+
+
+def test_help_is_derived_from_the_settings(capsys):
+    from pretrain.config import FLAG_KEYS, SETTINGS
+    from pretrain.methods import METHODS
+    assert set(FLAG_KEYS.values()) <= set(SETTINGS)  # every flag's key is described
+    with pytest.raises(SystemExit) as e:
+        parse(['--help'])
+    assert e.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    assert '--epochs EPOCHS training epochs (config key epochs: a whole number >= 1)' in text
+    for name, cls in METHODS.items():  # read from the registered classes
+        assert f'{name} {cls.row}' in text, name
+    with pytest.raises(SystemExit) as e:
+        parse(['--cfg', 'demo', '--epochs', '3', '--help-config'])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert 'epochs = 3  # training epochs; takes a whole number >= 1' in lines
+    assert ("optimizer.clip_grad = 1.0  # largest global gradient norm; takes a positive gradient norm "
+            "(or None: no clipping)") in lines
+
+
+def test_every_described_key_is_in_the_configs():
+    """A key renamed in the configs but not in SETTINGS would go unchecked: each one is in a config."""
+    from pretrain.config import SETTINGS, _flatten, find_config, load_config
+    keys = set()
+    for name, task in (('vit_b', 'pretrain'), ('demo', 'pretrain'), ('vit_b_ft_in1k', 'pretrain'),
+                       ('flowers', 'transfer')):
+        keys |= set(_flatten(load_config(find_config(name, task)).to_dict()))
+    assert set(SETTINGS) - keys == set()
