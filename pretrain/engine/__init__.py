@@ -9,6 +9,9 @@ Where each concern lives:
   distributed.py    torchrun environment, global batch split, DDP/FSDP wrapping, collectives
   rng.py, logs.py   random states for exact resume; train.log and log.jsonl
   threads.py        the main process's CPU threads beside the loader's workers
+
+The settings arrive checked, once, where they enter (pretrain/config.py SETTINGS: each key's type, range and help,
+from which the command-line checks, --help and --help-config are derived); the engine trusts them.
 """
 from .threads import set_wait_policy
 
