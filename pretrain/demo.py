@@ -123,6 +123,12 @@ def table_4(out: Path, short: list) -> dict:
 
 
 def main(argv=None) -> dict:
+    from backbones.errors import one_line_errors
+    with one_line_errors():  # the same boundary as every entry point: a full disk, a refusal end in one line
+        return _demo(argv)
+
+
+def _demo(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--output-dir', default='outputs/demo')
     p.add_argument('--skip-segmentation', action='store_true')

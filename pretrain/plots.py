@@ -13,6 +13,8 @@ matplotlib.use('Agg')  # files only; no display on training nodes
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from backbones.errors import writing  # noqa: E402
+
 # loss.type (pretrain/cosub.py LOSSES) as a person reads it
 LOSS_NAMES = {'bce': 'binary cross-entropy', 'ce': 'cross-entropy'}
 # log.jsonl accuracies (pretrain/engine/evaluation.py), in the order they are drawn
@@ -64,8 +66,11 @@ def _present(xs: Sequence, records: List[dict], key: str):
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches='tight')  # the legends beside the axes included
-    plt.close(fig)
+    try:
+        with writing(path):  # a full disk or a read-only folder names the plot (backbones/errors.py)
+            fig.savefig(path, dpi=100, bbox_inches='tight')  # the legends beside the axes included
+    finally:
+        plt.close(fig)
 
 
 def _legend_outside(ax) -> None:

@@ -97,3 +97,19 @@ def test_summary_lines_format():
         '  cosub: top-1 with 3 of 6 blocks     95.42',
         '  cosub: mean top-1 of its submodels  97.39',
         '  transfer val top-1                  95.60']
+
+
+def test_a_plot_that_cannot_be_written_names_its_file(tmp_path, monkeypatch):
+    """A full disk at a plot ends in the error boundary's one line naming the file (not matplotlib's traceback)."""
+    import errno
+    from matplotlib.figure import Figure
+    from backbones.errors import WriteError, describe
+
+    def full(self, path, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(Figure, 'savefig', full)
+    path = tmp_path / 'training_curves.png'
+    with pytest.raises(WriteError) as e:
+        plots.plot_training_curves([dict(epoch=1, train_loss=0.5)], path, method='cosub', loss='bce')
+    message, code = describe(e.value)
+    assert message.startswith(f'cannot write {path}: ') and code == 1 and '\n' not in message

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import backbones
+from pretrain import data as data_lib  # first: the engine sets the CPU threads' wait policy before torch loads
+import backbones  # noqa: I100
 from backbones import CheckpointError
-from pretrain import data as data_lib
 from pretrain.config import parse
 from pretrain.engine import TrainingError
 from pretrain.engine.command import run_command
