@@ -178,32 +178,42 @@ def extract_state_dict(ckpt: Any, source: str = 'checkpoint') -> Dict[str, Tenso
     return tensors
 
 
-def trained_weights() -> Dict[str, Optional[str]]:
-    """The models a training checkpoint may hold -> the --method writing it: 'model', the run's (also the only
-    weights of any other file), and each method's own (pretrain/methods.py `Method.saves`: co-training's second
-    model, the mean teacher's EMA)."""
-    from pretrain.methods import saved_weights  # here, not at the top: backbones sits below pretrain
-    return {name: method for name, (method, _, _) in saved_weights().items()}
+# What a training checkpoint written before checkpoints described their weights (no 'saved_weights' key) may hold
+# beside 'model', as the methods then declared it (pretrain/methods.py `saves`). Newer checkpoints carry their own
+# description: a method added since needs no row here.
+_LEGACY_SAVED_WEIGHTS = {
+    'peer_model': dict(method='cotrain', title="co-training's second model", suffix='_peer'),
+    'model_ema': dict(method='mean_teacher', title="the mean teacher's EMA of the weights", suffix='_ema'),
+}
+_RUN_MODEL = dict(method=None, title='', suffix='')
+
+
+def trained_weights(ckpt: Any) -> Dict[str, Dict[str, Optional[str]]]:
+    """The models a loaded checkpoint holds -> {'method': the --method writing them, 'title': their name in a model
+    card, 'suffix': that of their metrics in log.jsonl}: 'model', the run's (also the only weights of any other
+    file), then those its 'saved_weights' key describes (written by the trainer from the method's `saves`: plain
+    data, so that this package need not import the methods), or in an older checkpoint the legacy ones it holds."""
+    ckpt = ckpt if isinstance(ckpt, dict) else {}
+    described = ckpt.get('saved_weights', _LEGACY_SAVED_WEIGHTS)
+    return {'model': _RUN_MODEL, **{name: about for name, about in described.items()
+                                    if isinstance(ckpt.get(name), dict)}}
 
 
 def weights_held(ckpt: Any) -> List[str]:
-    """The trained_weights() a loaded checkpoint holds ('model' for any file with weights)."""
-    held = [k for k in trained_weights() if k != 'model' and isinstance(ckpt, dict) and isinstance(ckpt.get(k), dict)]
-    return ['model'] + held
+    """The names of the trained_weights() a loaded checkpoint holds ('model' for any file with weights)."""
+    return list(trained_weights(ckpt))
 
 
 def select_weights(ckpt: Any, weights: str = 'model', source: str = 'checkpoint') -> Dict[str, Tensor]:
-    """The state dict of `weights` (one of trained_weights()) in a loaded checkpoint; a name it lacks is refused
+    """The state dict of `weights` (one of weights_held(ckpt)) in a loaded checkpoint; a name it lacks is refused
     naming the ones it holds."""
-    writers = trained_weights()
-    if weights not in writers:
-        raise CheckpointError(f'weights={weights!r}: expected one of {", ".join(writers)}')
     if weights == 'model':
         return extract_state_dict(ckpt, source)
     held = weights_held(ckpt)
     if weights not in held:
-        raise CheckpointError(f'{source} holds no {weights} (written by --method {writers[weights]}); '
-                              f'its weights: {", ".join(held)}')
+        writer = _LEGACY_SAVED_WEIGHTS.get(weights, _RUN_MODEL)['method']
+        raise CheckpointError(f'{source} holds no {weights}' + (f' (written by --method {writer})' if writer else '')
+                              + f'; its weights: {", ".join(held)}')
     return extract_state_dict(ckpt[weights], f'{source} ({weights})')
 
 

@@ -7,7 +7,7 @@
 A file export (DST) strips the head and training state; it reads every format `backbones.load_checkpoint` reads
 and writes our format (`.pth`, loads with weights_only=True, naming the architecture) or `.safetensors`, official
 DeiT III names mapped. `--weights peer_model` / `model_ema` exports co-training's second model / the mean teacher's
-EMA instead of the run's model. The architecture is the one the checkpoint names, else a ViT read from the tensor
+EMA instead of the run's model (any extra weights the checkpoint describes under its 'saved_weights' key). The architecture is the one the checkpoint names, else a ViT read from the tensor
 shapes (an official DeiT III file), else --model; what is written is checked to load strictly into it.
 
 A Hub export (--hub-dir) writes `model.safetensors`, `config.json` in timm's format and a model card `README.md`
@@ -36,17 +36,10 @@ from pathlib import Path
 import timm
 
 from .checkpoint import (FORMAT, HEAD_KEYS, VERSION, CheckpointError, architecture_of, check_fits, load_file,
-                         official_to_timm_name, save_file, select_weights)
+                         official_to_timm_name, save_file, select_weights, trained_weights)
 from .errors import one_line_errors
 
 _PREFIXES = ('module.', '_orig_mod.')
-
-
-def weights_titles() -> dict:
-    """How each of checkpoint.trained_weights() is named in a model card, and the suffix of its metrics in
-    log.jsonl: name -> (title, suffix), as each method declares them (pretrain/methods.py `Method.saves`)."""
-    from pretrain.methods import saved_weights  # here, not at the top: backbones sits below pretrain
-    return {name: (title, suffix) for name, (_, title, suffix) in saved_weights().items()}
 
 
 def _check_output_file(dst: Path, overwrite: bool) -> None:
@@ -155,8 +148,10 @@ def _eval_numbers(src: Path, suffix: str = '') -> tuple:
 
 
 def _model_card(src: Path, architecture: str, model_args: dict, model_name: str, num_classes: int, config: dict,
-                img_size: int, weights: str = 'model') -> str:
-    title, suffix = weights_titles()[weights]
+                img_size: int, weights: str, about: dict) -> str:
+    """README.md of `weights` in `src`; `about`: their description in the checkpoint (checkpoint.trained_weights),
+    whose title names them and whose suffix picks their metrics in log.jsonl."""
+    title, suffix = about['title'], about['suffix']
     last, best = _eval_numbers(src, suffix)
     metric_keys = ('epoch', 'val_top1', 'val_top5', 'val_loss', 'v2_top1', 'v2_top5', 'real_top1', 'real_top5')
     lines = ['---', 'library_name: timm', 'license: apache-2.0', 'tags:', '- image-classification', '- timm',
@@ -284,7 +279,7 @@ def export_hub_folder(src: str | Path, hub_dir: str | Path, *, model_name: str |
         hub_config.get('model_args', {}).pop('num_classes', None)
         (tmp / 'config.json').write_text(json.dumps(hub_config, indent=2))
         (tmp / 'README.md').write_text(_model_card(src, architecture, timm_args, model_name, num_classes, config,
-                                                   img_size, weights))
+                                                   img_size, weights, trained_weights(ckpt)[weights]))
         for path in [tmp] + list(tmp.iterdir()):  # temporary files are private; the folder is for sharing
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         if hub_dir.is_dir() and any(hub_dir.iterdir()):  # --overwrite: each file replaced atomically, others kept
@@ -308,9 +303,9 @@ def main(argv=None) -> None:
     p.add_argument('dst', nargs='?', help='output file: .pth (our format) or .safetensors')
     p.add_argument('--hub-dir', help='write a Hugging Face Hub folder here instead (config.json, model.safetensors, '
                    'README.md), which timm loads as local-dir:DIR')
-    p.add_argument('--weights', default='model', choices=list(weights_titles()),
-                   help="which model of a training checkpoint: the run's (default), co-training's second "
-                        "(--method cotrain) or the mean teacher's EMA (--method mean_teacher)")
+    p.add_argument('--weights', default='model',
+                   help="which model of a training checkpoint: 'model' (the run's, the default) or a method's extra "
+                        "weights that the checkpoint holds, such as peer_model (cotrain) or model_ema (mean_teacher)")
     p.add_argument('--model', help='architecture of a checkpoint that does not name it (for one of our ViTs: its '
                    'number of heads; the other sizes are read from the weights)')
     p.add_argument('--keep-head', action='store_true', help='keep the classifier head (a Hub folder always keeps it)')

@@ -66,13 +66,12 @@ def check_method_config(cfg) -> None:
                           'names no architecture')
 
 
-def saved_weights() -> Dict[str, Tuple[Optional[str], str, str]]:
-    """Every model a training checkpoint may hold: name -> (the method writing it, its model-card title, the suffix
-    of its metrics in log.jsonl). 'model' is the run's model (and the only weights of any other file)."""
-    out = {'model': (None, '', '')}
-    for cls in METHODS.values():
-        out.update({name: (cls.name, title, suffix) for name, (title, suffix) in cls.saves.items()})
-    return out
+def saved_weights(method) -> Dict[str, Dict[str, str]]:
+    """How a training checkpoint of `method` (a Method class or instance) describes the weights it saves beside
+    'model', under its key 'saved_weights': name -> {'method', 'title' (in a model card), 'suffix' (of their metrics
+    in log.jsonl)}. Plain data (loads with weights_only=True) read by backbones.checkpoint.trained_weights and the
+    exporter, which sit below this package and do not import it."""
+    return {name: dict(method=method.name, title=title, suffix=suffix) for name, (title, suffix) in method.saves.items()}
 
 
 @dataclass(frozen=True)

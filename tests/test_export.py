@@ -2,7 +2,7 @@
 files that do not name it (official DeiT III, read from the shapes), and a "backbone" no model loads never written.
 
 Checkpoints are written here the way pretrain/engine/checkpointing.py writes them (model, peer_model / model_ema
-beside it, model_name, img_size, config), with tiny ViTs.
+beside it, their description saved_weights, model_name, img_size, config), with tiny ViTs.
 """
 import json
 
@@ -14,6 +14,7 @@ import backbones
 from backbones import create_model, load_checkpoint, save_file
 from backbones.checkpoint import infer_vit_architecture
 from backbones.export_backbone import export_backbone, main, timm_architecture
+from pretrain import methods
 
 SHAPE = dict(embed_dim=48, depth=2, num_heads=3, patch_size=8)  # a tiny vit_t, as the demo's
 
@@ -28,8 +29,11 @@ def tiny(seed, num_classes=5):
     return model
 
 
-def training_checkpoint(path, method='cosub', **extra):
-    """A checkpoint.pth as the engine writes it: the run's model under 'model', the method's beside it."""
+def training_checkpoint(path, method='cosub', described=True, **extra):
+    """A checkpoint.pth as the engine writes it: the run's model under 'model', the method's beside it, described
+    under 'saved_weights' (not `described`: as written before that key existed)."""
+    if described:
+        extra['saved_weights'] = methods.saved_weights(methods.METHODS[method])
     config = dict(model=dict(name='vit_t', num_classes=None, drop_path_rate=0.1, drop_path_mode='esd',
                              drop_path_schedule='uniform', **SHAPE), input_size=32, method=method)
     save_file(dict(format='cosub', version=1, model_name='vit_t', num_classes=5, img_size=32,
@@ -86,7 +90,6 @@ def test_weights_round_trip(tmp_path, capsys, weights, method):
 def test_weights_a_method_declares_are_exported(tmp_path, capsys, monkeypatch):
     """A method's extra weights are its class's declaration (pretrain/methods.py `Method.saves`): one registered at
     run time is exported by --weights, titled in the model card and read with its metrics, with no other change."""
-    from pretrain import methods
     monkeypatch.setitem(methods.METHODS, 'swa', None)  # registered for this test only (undone after it)
 
     @methods.register
@@ -130,8 +133,26 @@ def test_weights_the_checkpoint_lacks_are_refused(tmp_path, capsys):
             '--method mean_teacher', 'its weights: model, peer_model')
     refused([ckpt, '--weights', 'model_ema', '--hub-dir', tmp_path / 'hub'], capsys, 'holds no model_ema')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['checkpoint.pth']  # nothing written
-    code, _, err = run([ckpt, '--weights', 'teacher', tmp_path / 'out.pth'], capsys)
-    assert code == 2 and "invalid choice: 'teacher'" in err
+    refused([ckpt, '--weights', 'teacher', tmp_path / 'out.pth'], capsys,
+            'holds no teacher; its weights: model, peer_model')
+
+
+@pytest.mark.parametrize('weights, method, title', [('peer_model', 'cotrain', "co-training's second model"),
+                                                    ('model_ema', 'mean_teacher', "the mean teacher's EMA")])
+def test_checkpoint_written_before_saved_weights(tmp_path, capsys, weights, method, title):
+    """A checkpoint without the 'saved_weights' key (written before it existed): its peer_model / model_ema are
+    still found, titled and refused by name (backbones/checkpoint.py's legacy table)."""
+    (tmp_path / 'run').mkdir()
+    ckpt = training_checkpoint(tmp_path / 'run' / 'checkpoint.pth', method, described=False,
+                               **{weights: tiny(1).state_dict()})
+    assert 'saved_weights' not in backbones.load_file(ckpt)
+    code, _, err = run([ckpt, '--hub-dir', tmp_path / 'hub', '--weights', weights], capsys)
+    assert code == 0, err
+    assert same(backbones.load_file(tmp_path / 'hub' / 'model.safetensors'), tiny(1).state_dict())
+    assert title in (tmp_path / 'hub' / 'README.md').read_text()
+    other = 'model_ema' if weights == 'peer_model' else 'peer_model'
+    refused([ckpt, '--weights', other, tmp_path / 'out.pth'], capsys, f'holds no {other} (written by --method ',
+            f'its weights: model, {weights}')
 
 
 # -- outputs ------------------------------------------------------------------------------------------------------

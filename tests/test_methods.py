@@ -137,7 +137,10 @@ def test_every_method_trains_on_an_imagenet_folder(imagenet_dir, tmp_path, teach
     ckpt = backbones.load_file(tmp_path / 'checkpoint.pth')
     assert ckpt['config']['method'] == method
     # the weights it declares, and only those, are saved and evaluated
-    assert {name for name in saved_weights() if name in ckpt} == {'model', *METHODS[method].saves}
+    declared = {name for cls in METHODS.values() for name in cls.saves}
+    assert {name for name in declared if name in ckpt} == set(METHODS[method].saves)
+    assert ckpt['saved_weights'] == saved_weights(METHODS[method])  # described in the checkpoint, plain data
+    assert backbones.checkpoint.weights_held(ckpt) == ['model', *METHODS[method].saves]
     assert {k for k in record if k.startswith('val_top1')} == {
         'val_top1', *(f'val_top1{suffix}' for _, suffix in METHODS[method].saves.values())}
 

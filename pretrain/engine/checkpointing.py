@@ -38,10 +38,11 @@ class Checkpointing:
             per_rank = [mine]
         model, optimizer = self._state_dicts()
         # 'model' is the run's model (what every loader reads); the method adds its own (peer_model, model_ema, the
-        # teacher's identity)
+        # teacher's identity) and describes its weights for the exporter (saved_weights: plain data)
         return dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
                     model_name=self.cfg.model.name, num_classes=self.num_classes, img_size=self.cfg.input_size,
                     **self.method.split_model_state(model), **self.method.state_dict(),
+                    saved_weights=methods.saved_weights(self.method),
                     optimizer=optimizer, fsdp=self.fsdp, scaler=self.scaler.state_dict(),
                     epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
                     best_top1=self.best_top1, world_size=self.d.world_size, rng=[r['rng'] for r in per_rank],
@@ -63,7 +64,8 @@ class Checkpointing:
             backbones.save_file(dict(format=backbones.checkpoint.FORMAT, version=backbones.checkpoint.VERSION,
                                      model_name=self.cfg.model.name, num_classes=self.num_classes,
                                      img_size=self.cfg.input_size, **self.method.split_model_state(model),
-                                     **self.method.state_dict(), epoch=self.epoch,
+                                     **self.method.state_dict(), saved_weights=methods.saved_weights(self.method),
+                                     epoch=self.epoch,
                                      val_top1=self.best_top1, config=self.cfg.to_dict()),
                                 self.output_dir / 'checkpoint_best.pth')
 
