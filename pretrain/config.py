@@ -17,7 +17,7 @@ from mmengine.config import Config, DictAction
 
 from backbones.esd import MODES, SCHEDULES
 from backbones.factory import check_model_config, is_model, list_models, model_arguments
-from pretrain.cosub import KD_TARGETS, LOSSES
+from pretrain.cosub import KD_MIXES, KD_TARGETS, LOSSES
 from pretrain.data.loader import BACKENDS
 from pretrain.engine.distributed import COMPILE_MODES
 from pretrain.methods import METHODS, MethodError, check_method_config
@@ -160,8 +160,11 @@ SETTINGS = {
     'kd.lam': (WEIGHT, "KD's weight of the label"),
     'kd.target': (one_of(KD_TARGETS), "the teacher's argmax as a label, or its probabilities"),
     'kd.temperature': (POSITIVE, 'temperature of soft targets'),
+    'kd.mix': (one_of(KD_MIXES), "kd_cosub: the teacher as one more peer, or mixed into eq. 2's label term"),
     'mean_teacher.lam': (WEIGHT, "the mean teacher's weight of the label"),
     'mean_teacher.decay': (_range(lambda v: 0 <= v < 1, 'a number in [0, 1), e.g. 0.9999'), 'EMA decay per step'),
+    'mean_teacher.warmup_gamma': (POSITIVE, 'decay warm-up: min(decay, 1 - (1 + step / gamma)^-power)'),
+    'mean_teacher.warmup_power': (POSITIVE, 'decay warm-up power (see warmup_gamma)'),
     'cotrain.lam': (WEIGHT, "co-training's weight of the label"),
     'data.path': (None, 'dataset root'),
     'data.num_workers': (WHOLE, 'loader processes per GPU'),

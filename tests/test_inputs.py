@@ -370,6 +370,8 @@ def test_symbolic_links_out_of_the_root_are_refused(tmp_path):
     ('mean_teacher.lam=2', 'mean_teacher.lam=2'), ('cotrain.lam=1.01', 'cotrain.lam=1.01'),
     ('kd.temperature=0', 'kd.temperature=0: expected a positive number'),
     ('kd.target=argmax', "kd.target='argmax': expected one of hard, soft"),
+    ('kd.mix=lable', "kd.mix='lable': expected one of peer, label"),  # would have trained 'peer', exit 0
+    ('mean_teacher.warmup_gamma=0', 'mean_teacher.warmup_gamma=0: expected a positive number'),
     ('mean_teacher.decay=1', 'mean_teacher.decay=1: expected a number in [0, 1)'),
     ('cosub.num_submodels=2.5', 'cosub.num_submodels=2.5: expected an integer'),
     ('method=distill', "method='distill': expected one of baseline (a) supervised baseline, cosub (e) cosub"),
