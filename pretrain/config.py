@@ -19,6 +19,7 @@ from backbones.esd import MODES, SCHEDULES
 from backbones.factory import check_model_config, is_model, list_models, model_arguments
 from pretrain.cosub import KD_MIXES, KD_TARGETS, LOSSES
 from pretrain.data.loader import BACKENDS
+from pretrain.data.transforms import CROPS
 from pretrain.engine.distributed import COMPILE_MODES
 from pretrain.methods import METHODS, MethodError, check_method_config
 
@@ -145,7 +146,7 @@ SETTINGS = {
     'overwrite': (None, 'the output dir holds an earlier run: move its files into <output-dir>/previous-<UTC time>/ '
                         'and start afresh (without it, or --resume, such a run is refused)'),
     'allow_pickle': (None, 'allow checkpoints that need pickled code (only for files you trust)'),
-    'model.name': (None, 'architecture name (ours: vit_t ... vit_h, or any timm model)'),
+    'model.name': (None, 'architecture name (ours: vit_t ... vit_h, vit_g, or any timm model)'),
     'model.num_classes': (COUNT._replace(none='from the data'), 'classes of the head'),
     'model.drop_path_rate': (BELOW_ONE._replace(none="the checkpoint's"), 'stochastic depth rate (tau)'),
     'model.drop_path_mode': (one_of(MODES), "'esd': efficient stochastic depth; 'mask': timm-style masking"),
@@ -177,6 +178,7 @@ SETTINGS = {
     'data.std': (_numbers(3, lambda v: min(v) > 0, '3 positive numbers, one per RGB channel'), 'normalisation std'),
     'data.classes': (Rule(list, lambda v: isinstance(v, (list, tuple)) and 0 < len(set(map(str, v))) == len(v),
                           'a non-empty list, each class once', none='all of them'), 'the classes trained on'),
+    'data.train_transform.crop': (one_of(CROPS), "RandomResizedCrop ('rrc') or Simple Random Crop ('src')"),
     'data.train_transform.hflip': (PROBABILITY, 'horizontal flip probability'),
     'data.train_transform.color_jitter': (NON_NEGATIVE, 'colour jitter strength'),
     'data.train_transform.rrc_scale': (_numbers(2, lambda v: 0 < v[0] <= v[1] <= 1, '[low, high] with 0 < low <= '
@@ -207,6 +209,8 @@ SETTINGS = {
     'train.checkpoint_steps': (WHOLE, 'steps between mid-epoch checkpoints (0: none)'),
     'train.log_interval': (WHOLE, 'steps between progress lines in train.log (0: none)'),
     'train.compile_mode': (one_of(COMPILE_MODES), "torch.compile's mode"),
+    'train.grad_checkpointing': (None, "activation checkpointing per residual block (timm's --grad-checkpointing): "
+                                       'less memory, a second forward of each block'),
     'dry_run.gpus': (COUNT, '--dry-run: GPUs to split the batch over'),
 }
 

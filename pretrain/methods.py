@@ -57,9 +57,7 @@ def build_method(cfg) -> 'Method':
 def check_method_config(cfg) -> None:
     """Refuse, in one line, a method that is not one, or one without a setting it needs that a value range cannot
     state (a teacher). The ranges of the method groups' values are in the config schema (pretrain/config.py)."""
-    cls = METHODS.get(cfg.method)
-    if cls is None:
-        raise MethodError(f'method={cfg.method!r}: expected one of {", ".join(METHODS)}')
+    cls = METHODS[cfg.method]  # a known name: the config's check (pretrain/config.py SETTINGS)
     if cls.needs_teacher and not cfg.kd.teacher and not cfg.get('eval_only'):  # --eval needs no teacher
         raise MethodError(f'--method {cls.name} needs a teacher: pass --teacher CHECKPOINT (a file, '
                           'hf-hub:<owner>/<repo> or local-dir:<folder>), with --teacher-model NAME where the file '

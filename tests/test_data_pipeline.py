@@ -173,6 +173,4 @@ def test_dali_backend_refused_when_unavailable(monkeypatch):
     monkeypatch.setattr(L, 'dali_available', lambda: (False, 'nvidia.dali is not installed'))
     with pytest.raises(D.DataError, match="data.backend='dali'.*nvidia.dali is not installed"):
         D.check_backend({'backend': 'dali'})
-    with pytest.raises(D.DataError, match="data.backend='tf'"):
-        D.check_backend({'backend': 'tf'})
     D.check_backend({'backend': 'pil'})

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import augment
-from .errors import DataError
 from .images import to_rgb
 
 
@@ -24,6 +23,7 @@ from .images import to_rgb
 RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # torchvision's and DeiT's RandomResizedCrop aspect-ratio range
 SRC_PADDING = 4                     # Simple Random Crop: reflect padding (DeiT III, IN-21k)
 DRAFT_SCALES = (8, 4, 2)            # the JPEG decoder's DCT scalings (libjpeg: 1/2, 1/4, 1/8)
+CROPS = ('rrc', 'src')              # data.train_transform.crop: RandomResizedCrop, Simple Random Crop
 
 
 def rrc_box(rng: random.Random, width: int, height: int, scale: Sequence[float],
@@ -93,8 +93,6 @@ class TrainTransform:
     def __init__(self, t: dict, input_size: int):
         self.input_size = int(input_size)
         self.crop, self.rrc_scale = t['crop'], tuple(t['rrc_scale'])
-        if self.crop not in ('rrc', 'src'):
-            raise DataError(f"data.train_transform.crop={self.crop!r}: expected 'rrc' or 'src'")
         self.hflip, self.three_augment = float(t['hflip']), bool(t['three_augment'])
         self.color_jitter = float(t['color_jitter'])
 
@@ -141,8 +139,6 @@ class EvalTransform:
     less than `scale` full-size pixels at its right and bottom edges)."""
 
     def __init__(self, input_size: int, crop_ratio: float):
-        if not 0.0 < crop_ratio <= 1.0:
-            raise DataError(f'eval crop ratio {crop_ratio}: expected a value in (0, 1]')
         self.input_size, self.resize_to = int(input_size), int(math.floor(input_size / crop_ratio))
 
     def __call__(self, img: Image.Image, seed: int = 0, path: str = '') -> Tuple[torch.Tensor, dict]:

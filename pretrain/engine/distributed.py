@@ -45,10 +45,8 @@ def init_distributed(device: str = 'auto') -> Dist:
             raise TrainingError(f'device={device!r} but no CUDA GPU is available (use --device cpu)')
         dev = torch.device('cuda', local_rank)
         torch.cuda.set_device(dev)
-    elif device == 'cpu':
+    else:  # 'cpu': the config's check (pretrain/config.py SETTINGS) lets nothing else through
         dev = torch.device('cpu')
-    else:
-        raise TrainingError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     return Dist(rank, world_size, local_rank, dev)
@@ -92,8 +90,6 @@ def wrap_model(model: nn.Module, d: Dist, fsdp: bool, compile: bool, compile_mod
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if compile:  # after DDP: torch.compile then splits the graph at DDP's buckets, so gradients are all-reduced
         # while the backward goes on (DDP inside a compiled model would only see the graph's gradients at its end)
-        if compile_mode not in COMPILE_MODES:
-            raise TrainingError(f'train.compile_mode={compile_mode!r}: expected one of {", ".join(COMPILE_MODES)}')
         model = torch.compile(model, mode=compile_mode)
         logging.getLogger('cosub').info('model compiled: torch.compile(mode=%r)%s', compile_mode,
                                         ', around DDP' if d.enabled and not fsdp else '')
