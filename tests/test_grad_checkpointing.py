@@ -16,6 +16,7 @@ from backbones import esd
 from pretrain.train import train as main
 
 from conftest import ROOT
+from test_pretrain import assert_same_weights, weights
 
 TINY_VIT = ['model.name=vit_t', 'model.embed_dim=32', 'model.depth=2', 'model.num_heads=2', 'model.patch_size=8']
 # timm's own ViT (vision_transformer.Block through ESDViTBlock, which draws its subsets inside the block)
@@ -27,17 +28,6 @@ def args(data, out, model, *options, epochs=1, cfg='vit_s', size=32):
     return ['--cfg', cfg, '--data-path', str(data), '--output-dir', str(out), '--epochs', str(epochs),
             '--batch-size', '8', '--input-size', str(size), '--cfg-options', *model, 'data.num_workers=0',
             'optimizer.lr=1e-3', *options]
-
-
-def weights(path):
-    return backbones.load_file(path)['model']
-
-
-def assert_same_weights(a, b, exact=True):
-    assert a.keys() == b.keys()
-    for k in a:
-        ok = torch.equal(a[k], b[k]) if exact else torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4)
-        assert ok, f'{k} differs'
 
 
 def count_checkpointed_calls(monkeypatch) -> list:

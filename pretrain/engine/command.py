@@ -16,13 +16,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch.distributed as dist
 
 from backbones.errors import end_process, one_line_errors
 
 from .preemption import Preempted
 from .run_dir import nothing_left_if_refused
-from .trainer import Trainer
+from .trainer import Trainer, fit
 
 
 def run_command(cfg, prepare: Optional[Callable] = None, on_preempted: Optional[Callable] = None) -> dict:
@@ -34,12 +33,7 @@ def run_command(cfg, prepare: Optional[Callable] = None, on_preempted: Optional[
             splits = prepare(cfg) if prepare is not None else None
             with nothing_left_if_refused(Path(cfg.output_dir) if cfg.output_dir else None):
                 trainer = Trainer(cfg, splits)  # every refusal is raised here, before the first step
-            try:
-                return trainer.fit()
-            finally:
-                trainer.release_run_dir()
-                if dist.is_initialized():
-                    dist.destroy_process_group()
+            return fit(trainer)
         except Preempted as e:  # already logged and flushed
             if on_preempted is not None:
                 on_preempted(e)

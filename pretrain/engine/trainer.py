@@ -122,7 +122,11 @@ class Trainer(TrainingLoop, Evaluation, Checkpointing):
 
 def run(cfg, splits: Optional[data_lib.Splits] = None) -> dict:
     """Train (or evaluate) as the config says; returns the last epoch's log record."""
-    trainer = Trainer(cfg, splits)
+    return fit(Trainer(cfg, splits))
+
+
+def fit(trainer: Trainer) -> dict:
+    """trainer.fit(), then its run dir and the process group released whatever happened."""
     try:
         return trainer.fit()
     finally:
