@@ -29,24 +29,31 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_STEP_FILE = REPO_ROOT / 'benchmarks' / 'results' / 'pretrain_step_cuda.json'
 
 
+def _model_key(model_args: dict) -> str:
+    """The constructor arguments of a config's model, as the key of the meta builds below."""
+    return json.dumps({k: v for k, v in model_args.items() if k not in ('name', 'num_classes')}, sort_keys=True,
+                      default=str)
+
+
 def _forward_flops(name: str, model_args: dict, img_size: int) -> Tuple[int, int]:
     """(parameters, forward FLOPs for one image) of `name` built on the meta device."""
-    args = {k: v for k, v in model_args.items() if k not in ('name', 'num_classes')}
-    return _forward_flops_cached(name, json.dumps(args, sort_keys=True, default=str), img_size)
+    return _forward_flops_cached(name, _model_key(model_args), img_size)
 
 
-def _meta_model(name: str, args: dict, img_size: int):
+@functools.lru_cache(maxsize=None)
+def _meta_model(name: str, args_json: str, img_size: int):
+    """`name` built on the meta device (no memory, no weights), once per (name, arguments, size): read only."""
     import backbones
-    args = dict(args, drop_path_mode='none')  # the full model; the step kind accounts for stochastic depth
+    args = dict(json.loads(args_json), drop_path_mode='none')  # the full model; the step kind accounts for SD
     with torch.device('meta'):  # as the engine builds it (CNNs get no img_size: backbones.factory.takes_img_size)
-        return backbones.create_model(name, num_classes=1000, img_size=img_size, **args)
+        model = backbones.create_model(name, num_classes=1000, img_size=img_size, **args)
+    return model.eval().requires_grad_(False)  # (not no_grad(): FlopCounterMode's module hooks then fail on CaiT)
 
 
 @functools.lru_cache(maxsize=None)
 def _forward_flops_cached(name: str, args_json: str, img_size: int) -> Tuple[int, int]:
     from torch.utils.flop_counter import FlopCounterMode
-    model = _meta_model(name, json.loads(args_json), img_size)
-    model.eval().requires_grad_(False)  # (not no_grad(): FlopCounterMode's module hooks then fail on CaiT)
+    model = _meta_model(name, args_json, img_size)
     counter = FlopCounterMode(display=False)
     with counter, torch.device('meta'):
         model(torch.empty(1, 3, img_size, img_size))
@@ -285,8 +292,7 @@ def _memory_line(cfg, costs, micro: int, copies: int, gpus: int) -> str:
     text = (f'memory/device     weights, gradients, optimizer state {state / gib:.1f} GiB: {cost.optimizer / 1e6:.0f}M '
             f'trained parameters x 16 B, ' + (f'sharded over {gpus} GPUs' if fsdp else 'on every GPU') +
             f' (train.fsdp={fsdp})')
-    model = _meta_model(cfg.model.name, {k: v for k, v in cfg.model.items() if k not in ('name', 'num_classes')},
-                        int(cfg.input_size))
+    model = _meta_model(cfg.model.name, _model_key(cfg.model), int(cfg.input_size))  # the one the FLOPs came from
     blocks = stochastic_depth_blocks(model)
     width = getattr(model, 'embed_dim', None)
     grid = getattr(getattr(model, 'patch_embed', None), 'grid_size', None)

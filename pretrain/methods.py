@@ -13,7 +13,7 @@ second model; their state in checkpoints and what is evaluated), and it declares
 from it: its Figure 2 cost, its cost computed from the models it builds (--dry-run), the extra weights it saves
 (checkpoints, `cosub-export-backbone --weights`) and whether it needs a teacher. The loop, --dry-run, the
 checkpoints and the exporter have no branch per method. Adding one is a class registered with @register plus
-its config group in configs/_base_/deit3_in1k.py (the values' ranges in pretrain/config.py VALUE_RULES). The losses
+its config group in configs/_base_/deit3_in1k.py (the values' ranges in pretrain/config.py SETTINGS). The losses
 are in cosub.py.
 """
 from __future__ import annotations

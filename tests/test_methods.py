@@ -216,7 +216,7 @@ def test_refusals(imagenet_dir, tmp_path, teacher, capsys):
     refused(capsys, ['--cfg', 'demo', '--method', 'kd', '--dry-run'], '--method kd needs a teacher')
     refused(capsys, ['--cfg', 'demo', '--method', 'distill', '--dry-run'], "method='distill'", 'cotrain')
     refused(capsys, ['--cfg', 'demo', '--no-cosub', '--method', 'cotrain', '--dry-run'], '--no-cosub')
-    # the method groups' ranges are the config schema's (pretrain/config.py VALUE_RULES)
+    # the method groups' ranges are the config schema's (pretrain/config.py SETTINGS)
     refused(capsys, ['--cfg', 'demo', '--dry-run', '--cfg-options', 'cosub.num_submodels=0'], 'cosub.num_submodels=0')
     refused(capsys, ['--cfg', 'demo', '--dry-run', '--method', 'mean_teacher', '--cfg-options',
                      'mean_teacher.decay=1.0'], 'mean_teacher.decay=1.0')
